@@ -1,0 +1,55 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Boot a test kernel under qemu-system-x86_64 (TCG, no KVM) and wait for its
+# /init to power off.
+#
+# Usage: boot.sh BZIMAGE INITRAMFS OUTDIR MODE THP [bench args]
+#
+# OUTDIR gets console.log (ttyS0: kernel messages, KUnit KTAP) and output.log
+# (ttyS1: what the programs printed). MODE is test, run or bench; THP is the
+# transparent_hugepage= boot value. A bench boot runs one vCPU under
+# -icount shift=0, so guest time counts instructions and repeats run to run.
+#
+# The guest has 3 GiB; memmap= takes 512 MiB of it at 2 GiB away from the
+# page allocator for test_hmm's two device-coherent (SPM) devices.
+
+set -euo pipefail
+
+kernel=$1
+initrd=$2
+out=$3
+mode=$4
+thp=$5
+bench=${6:-}
+
+mkdir -p "$out"
+rm -f "$out/console.log" "$out/output.log"
+
+append="console=ttyS0 panic=-1 transparent_hugepage=$thp hugepages=16"
+append+=' memmap=512M$0x80000000'
+append+=" test_hmm.spm_addr_dev0=0x80000000 test_hmm.spm_addr_dev1=0x90000000"
+append+=" hmmq.mode=$mode"
+
+accel=(-accel tcg -smp 2)
+if [ "$mode" = bench ]; then
+	accel=(-accel tcg -smp 1 -icount shift=0)
+	append+=" hmmq.bench=$bench"
+fi
+
+rc=0
+timeout "${HMMQ_TIMEOUT:-1800}" qemu-system-x86_64 -M pc "${accel[@]}" -m 3G \
+	-nodefaults -display none -vga none -no-reboot \
+	-kernel "$kernel" -initrd "$initrd" -append "$append" \
+	-serial "file:$out/console.log" -serial "file:$out/output.log" || rc=$?
+
+tr -d '\r' < "$out/output.log" > "$out/output.tmp" && mv "$out/output.tmp" "$out/output.log"
+if ! grep -qx '### done' "$out/output.log"; then
+	if [ $rc = 124 ]; then
+		echo "boot: the guest did not finish within ${HMMQ_TIMEOUT:-1800}s" >&2
+	else
+		echo "boot: the guest stopped before its tests finished (qemu rc=$rc)" >&2
+	fi
+	tail -n 20 "$out/console.log" >&2
+	exit 1
+fi
