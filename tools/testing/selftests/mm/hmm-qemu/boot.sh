@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # Boot a test kernel under qemu-system-x86_64 (TCG, no KVM) and wait for its
-# /init to power off.
+# /init to reboot (QEMU runs with -no-reboot, so that ends it).
 #
 # Usage: boot.sh BZIMAGE INITRAMFS OUTDIR MODE THP [bench args]
 #
