@@ -3,7 +3,7 @@
 #
 # The project's workbench, behind the top-level Makefile.
 #
-# Usage: harness.sh test|debug-test|run|bench|callers
+# Usage: harness.sh test|debug-test|run|bench|callers|check
 #
 # Each stage prints one line with its duration; its full output goes to
 # build/logs/STAGE.log, and the tail of that log is shown when it fails.
@@ -147,13 +147,21 @@ bench)
 	python3 "$hq/bench-report.py" --out "$build/bench" \
 		--stock "$logs"/bench-stock-*.out --patched "$logs"/bench-test-*.out
 	;;
+check)
+	stage deps deps
+	stage tree tree
+	stage kernel-test kernel test "$src" "$hq/config"
+	stage check "$hq/check.sh" "$repo" "$src" "$build/kernel-test"
+	grep -v '^  ' "$logs/check.log"
+	;;
 callers)
 	stage deps deps
 	stage tree tree
 	stage callers "$hq/build-callers.sh" "$src" "$build/kernel-callers" "$hq/config"
+	grep "^built" "$logs/callers.log"
 	;;
 *)
-	echo "usage: $0 test|debug-test|run|bench|callers" >&2
+	echo "usage: $0 test|debug-test|run|bench|callers|check" >&2
 	exit 2
 	;;
 esac
