@@ -34,7 +34,8 @@ append+=" hmmq.mode=$mode"
 accel=(-accel tcg -smp 2)
 if [ "$mode" = bench ]; then
 	accel=(-accel tcg -smp 1 -icount shift=0)
-	append+=" hmmq.bench=$bench"
+	# One kernel parameter: /init turns the commas back into spaces.
+	append+=" hmmq.bench=${bench// /,}"
 fi
 
 rc=0
