@@ -993,7 +993,9 @@ static int migrate_vma_check_args(const struct migrate_vma *args)
 		return -EINVAL;
 	if (!args->src || !args->dst)
 		return -EINVAL;
-	if (!(args->flags & MIGRATE_VMA_SELECT_ANY))
+	/* The internal bit may be left over from an earlier migration. */
+	if (!(args->flags & MIGRATE_VMA_SELECT_ANY) ||
+	    (args->flags & ~(MIGRATE_VMA_SELECT_ANY | MIGRATE_VMA_RMAP)))
 		return -EINVAL;
 	if (args->fault_page && (!is_device_private_page(args->fault_page) ||
 				 !PageLocked(args->fault_page)))
@@ -1034,7 +1036,8 @@ static int migrate_vma_check_args(const struct migrate_vma *args)
  * only end in SIGBUS. @src must not be changed until finalize.
  *
  * Changes from earlier kernels: @start and @end must be page aligned (they
- * used to be rounded down), @flags must select something, and @fault_page
+ * used to be rounded down), @flags must select something and hold no
+ * unknown bit, and @fault_page
  * must be locked, as do_swap_page() now does before ->migrate_to_ram(). The
  * engine keeps internal state in the top bit of @flags until finalize.
  *

@@ -976,7 +976,6 @@ static void mdk_spoil_nothing(struct migrate_vma *args,
 {
 }
 
-#ifdef MIGRATE_DEVICE_KUNIT_REWRITE
 static void mdk_spoil_no_select_flags(struct migrate_vma *args,
 				      struct vm_area_struct *vma,
 				      struct page *page)
@@ -1004,7 +1003,6 @@ static void mdk_spoil_unaligned_end(struct migrate_vma *args,
 {
 	args->end -= 64;
 }
-#endif
 
 static const struct mdk_bad_args mdk_bad_args_cases[] = {
 	{ "empty range", mdk_spoil_empty },
@@ -1018,12 +1016,10 @@ static const struct mdk_bad_args mdk_bad_args_cases[] = {
 	{ "no dst array", mdk_spoil_no_dst },
 	{ "fault_page not device-private", mdk_spoil_system_fault_page },
 	{ "VM_SPECIAL VMA", mdk_spoil_nothing, VM_DONTEXPAND },
-#ifdef MIGRATE_DEVICE_KUNIT_REWRITE
 	{ "no selection flag", mdk_spoil_no_select_flags },
 	{ "unknown flag", mdk_spoil_unknown_flag },
 	{ "unaligned start", mdk_spoil_unaligned_start },
 	{ "unaligned end", mdk_spoil_unaligned_end },
-#endif
 };
 
 KUNIT_ARRAY_PARAM_DESC(mdk_bad_args, mdk_bad_args_cases, desc);
@@ -2083,7 +2079,6 @@ static void migrate_device_range_restores_pages_without_destination(struct kunit
 	mdk_expect_device_pages_freed(test);
 }
 
-#ifdef MIGRATE_DEVICE_KUNIT_REWRITE
 /*
  * migrate_device_pfns() takes an array of raw device pfns, in any order, and
  * encodes it in place like migrate_device_range().
@@ -2154,7 +2149,6 @@ static void migrate_device_pfns_skips_locked_page(struct kunit *test)
 			     mdk_seed(mdk_page_addr(addr, 2)));
 	mdk_expect_device_pages_freed(test);
 }
-#endif /* MIGRATE_DEVICE_KUNIT_REWRITE */
 
 static struct kunit_case migrate_device_test_cases[] = {
 	KUNIT_CASE_PARAM(migrate_vma_setup_rejects_bad_arguments,
@@ -2181,10 +2175,8 @@ static struct kunit_case migrate_device_test_cases[] = {
 	KUNIT_CASE(migrate_device_range_collects_used_pages_only),
 	KUNIT_CASE(migrate_device_range_skips_locked_page),
 	KUNIT_CASE(migrate_device_range_restores_pages_without_destination),
-#ifdef MIGRATE_DEVICE_KUNIT_REWRITE
 	KUNIT_CASE(migrate_device_pfns_collects_used_pages_only),
 	KUNIT_CASE(migrate_device_pfns_skips_locked_page),
-#endif
 	{}
 };
 
