@@ -51,7 +51,8 @@
  * Kept in migrate_vma->flags from setup to finalize, out of the range of the
  * caller's MIGRATE_VMA_SELECT_* bits: some source page was also mapped
  * outside the walked range, so its migration entries can only be found
- * through the rmap. Always set for the pfn-based calls, which have no range.
+ * through the rmap (see migrate_anon_vmas). Always set for the pfn-based
+ * calls, which have no range.
  */
 #define MIGRATE_VMA_RMAP	(1UL << (BITS_PER_LONG - 1))
 
@@ -108,9 +109,48 @@ static void migrate_release_dst(struct folio *folio)
 	folio_put(folio);
 }
 
-static bool migrate_restore_by_walk(const struct migrate_vma *migrate)
+/*
+ * Source pages unmapped through the rmap, by page frame number. Once such a
+ * page has no mapping left, nothing keeps its anon_vma alive: the process
+ * that mapped it can exit and free it before finalize walks it to put the
+ * mappings back. Each entry holds a reference on the page's anon_vma, or is
+ * xa_mk_value(0) for a page that is not anonymous. The source page stays
+ * locked from collect to finalize, so only its migration touches its entry.
+ */
+static DEFINE_XARRAY(migrate_anon_vmas);
+
+/* Record that @folio is about to be unmapped through the rmap. */
+static bool migrate_hold_anon_vma(struct folio *folio)
 {
-	return migrate->vma && !(migrate->flags & MIGRATE_VMA_RMAP);
+	void *entry = xa_mk_value(0);
+
+	if (folio_test_anon(folio)) {
+		entry = folio_get_anon_vma(folio);
+		/* No longer mapped: it has no anon_vma worth walking. */
+		if (!entry)
+			return false;
+	}
+	if (!xa_is_err(xa_store(&migrate_anon_vmas, folio_pfn(folio), entry,
+				GFP_KERNEL)))
+		return true;
+	if (!xa_is_value(entry))
+		put_anon_vma(entry);
+	return false;
+}
+
+/*
+ * Put back the mappings of @src that were unmapped through the rmap, as
+ * mappings of @page, and let go of its anon_vma.
+ */
+static void migrate_remap_held(struct page *src, struct page *page)
+{
+	void *entry = xa_erase(&migrate_anon_vmas, page_to_pfn(src));
+
+	if (!entry)
+		return;
+	remove_migration_ptes(page_folio(src), page_folio(page), 0);
+	if (!xa_is_value(entry))
+		put_anon_vma(entry);
 }
 
 /* ------------------------------------------------------------------------
@@ -213,11 +253,12 @@ static pte_t migrate_entry_pte(struct page *page, pte_t pte, bool writable,
  * Lock @page and replace the pte mapping it at @addr by a migration entry.
  * Returns the source entry for it, or 0 if the page stays where it is.
  * Sets *@flush when a present pte was cleared: the caller flushes the TLB
- * for the whole batch before it drops the page table lock.
+ * for the whole batch before it drops the page table lock @ptl.
  */
 static unsigned long migrate_unmap_pte(struct migrate_vma *migrate,
 				       unsigned long addr, pte_t *ptep,
-				       struct page *page, bool *flush)
+				       spinlock_t *ptl, struct page *page,
+				       bool *flush)
 {
 	struct vm_area_struct *vma = migrate->vma;
 	struct mm_struct *mm = vma->vm_mm;
@@ -225,6 +266,8 @@ static unsigned long migrate_unmap_pte(struct migrate_vma *migrate,
 	bool anon_exclusive, writable;
 	unsigned long mpfn;
 	pte_t pte;
+
+	lockdep_assert_held(ptl);
 
 	/* Large folios mapped by ptes, and pages without a mapping, stay. */
 	if (folio_test_large(folio) || !folio->mapping)
@@ -283,7 +326,7 @@ static unsigned long migrate_unmap_pte(struct migrate_vma *migrate,
 /* Decide what to do with the page mapped at @addr and return its entry. */
 static unsigned long migrate_collect_pte(struct migrate_vma *migrate,
 					 unsigned long addr, pte_t *ptep,
-					 bool *flush)
+					 spinlock_t *ptl, bool *flush)
 {
 	pte_t pte = ptep_get(ptep);
 	struct page *page;
@@ -306,7 +349,9 @@ static unsigned long migrate_collect_pte(struct migrate_vma *migrate,
 		page = migrate_present_page(migrate, addr, pte);
 	else
 		page = migrate_private_page(migrate, pte);
-	return page ? migrate_unmap_pte(migrate, addr, ptep, page, flush) : 0;
+	if (!page)
+		return 0;
+	return migrate_unmap_pte(migrate, addr, ptep, ptl, page, flush);
 }
 
 /*
@@ -377,7 +422,7 @@ static int migrate_collect_pmd(pmd_t *pmdp, unsigned long start,
 	arch_enter_lazy_mmu_mode();
 	for (addr = start; addr < end; addr += PAGE_SIZE, ptep++, i++) {
 		migrate->src[i] = migrate_collect_pte(migrate, addr, ptep,
-						      &flush);
+						      ptl, &flush);
 		if (migrate->src[i] & MIGRATE_PFN_MIGRATE)
 			migrate->cpages++;
 	}
@@ -470,13 +515,16 @@ static pte_t migrate_mapping_pte(struct vm_area_struct *vma, struct page *page,
 	return pte;
 }
 
-/* Map @page at @addr in place of the migration entry @old. */
+/* Map @page at @addr in place of the migration entry @old, under @ptl. */
 static void migrate_remap_pte(struct vm_area_struct *vma, unsigned long addr,
-			      pte_t *ptep, pte_t old, struct page *page)
+			      pte_t *ptep, spinlock_t *ptl, pte_t old,
+			      struct page *page)
 {
 	struct folio *folio = page_folio(page);
 	rmap_t flags = RMAP_NONE;
 	pte_t pte = migrate_mapping_pte(vma, page, old);
+
+	lockdep_assert_held(ptl);
 
 	folio_get(folio);
 	if (folio_test_anon(folio)) {
@@ -555,7 +603,7 @@ static int migrate_remap_pmd(pmd_t *pmdp, unsigned long start,
 		page = migrate_final_page(migrate, i, remap->failed_only);
 		pte = ptep_get(ptep);
 		if (page && migrate_pte_is_entry_for(pte, src))
-			migrate_remap_pte(vma, addr, ptep, pte, page);
+			migrate_remap_pte(vma, addr, ptep, ptl, pte, page);
 	}
 	arch_leave_lazy_mmu_mode();
 	pte_unmap_unlock(ptep - 1, ptl);
@@ -573,9 +621,9 @@ static const struct mm_walk_ops migrate_remap_ops = {
 
 /*
  * Replace the migration entries of the source pages by mappings of their
- * final pages (see migrate_final_page()). When every source page was mapped
- * only in the walked range, one more walk of the range finds all of them;
- * otherwise each page's rmap is walked.
+ * final pages (see migrate_final_page()). One more walk of the range finds
+ * those collect installed; the rmap of each page that was also mapped
+ * elsewhere finds the rest.
  */
 static void migrate_remap(struct migrate_vma *migrate, bool failed_only)
 {
@@ -585,11 +633,11 @@ static void migrate_remap(struct migrate_vma *migrate, bool failed_only)
 	};
 	unsigned long i;
 
-	if (migrate_restore_by_walk(migrate)) {
+	if (migrate->vma)
 		walk_page_range_vma(migrate->vma, migrate->start, migrate->end,
 				    &migrate_remap_ops, &remap);
+	if (!(migrate->flags & MIGRATE_VMA_RMAP))
 		return;
-	}
 
 	for (i = 0; i < migrate->npages; i++) {
 		struct page *src = migrate_pfn_to_page(migrate->src[i]);
@@ -599,8 +647,7 @@ static void migrate_remap(struct migrate_vma *migrate, bool failed_only)
 			continue;
 		page = migrate_final_page(migrate, i, failed_only);
 		if (page)
-			remove_migration_ptes(page_folio(src), page_folio(page),
-					      0);
+			migrate_remap_held(src, page);
 	}
 }
 
@@ -663,6 +710,8 @@ static bool migrate_folio_movable(struct migrate_vma *migrate,
 {
 	if (folio_mapped(folio)) {
 		migrate->flags |= MIGRATE_VMA_RMAP;
+		if (!migrate_hold_anon_vma(folio))
+			return false;
 		try_to_migrate(folio, 0);
 		if (folio_mapped(folio))
 			return false;
@@ -1060,6 +1109,7 @@ int migrate_vma_setup(struct migrate_vma *args)
 	memset(args->src, 0, args->npages * sizeof(*args->src));
 	memset(args->dst, 0, args->npages * sizeof(*args->dst));
 
+	mmap_assert_locked(args->vma->vm_mm);
 	migrate_vma_collect(args);
 	if (args->cpages)
 		migrate_unmap(args);
