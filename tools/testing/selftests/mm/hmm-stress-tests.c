@@ -1604,6 +1604,7 @@ enum child_result {
 	CHILD_DEVICE_COPY_WRONG,
 	CHILD_MIGRATE_BACK_FAILED,
 	CHILD_DATA_LOST,
+	CHILD_MIGRATE_SHORT,
 	CHILD_SIBLINGS_LATE,
 };
 
@@ -1617,6 +1618,7 @@ static const char *const child_result_name[] = {
 	[CHILD_DEVICE_COPY_WRONG] = "its device got wrong data",
 	[CHILD_MIGRATE_BACK_FAILED] = "could not migrate its copy back",
 	[CHILD_DATA_LOST] = "its copy changed on the device round trip",
+	[CHILD_MIGRATE_SHORT] = "its device got only part of its copy",
 	[CHILD_SIBLINGS_LATE] = "its siblings did not finish in time",
 };
 
@@ -1633,7 +1635,7 @@ static int fork_child_work(struct fork_test *t, unsigned long seed,
 			   const char *path, bool coherent)
 {
 	unsigned long nwords = FORK_PAGES * words_per_page;
-	unsigned long *copy, cpages = 0;
+	unsigned long *own, *copy, cpages = 0;
 	int fd;
 
 	if (first_bad(t->buf, 0, nwords, t->seed, 0, SLOTS_IGNORED) >= 0)
@@ -1642,21 +1644,32 @@ static int fork_child_work(struct fork_test *t, unsigned long seed,
 	if (first_bad(t->buf, 0, nwords, seed, 0, SLOTS_IGNORED) >= 0)
 		return CHILD_COW_COPY_WRONG;
 
+	/*
+	 * Writing need not have copied every page: a page only the child
+	 * still maps is reused, and with device-coherent memory that can be
+	 * a page of the parent's device, which the child's device does not
+	 * take from system memory. Move a fresh copy instead.
+	 */
+	own = map_pages(FORK_PAGES);
+	copy = map_pages(FORK_PAGES);
+	if (own == MAP_FAILED || copy == MAP_FAILED)
+		return CHILD_NO_MEMORY;
+	memcpy(own, t->buf, FORK_PAGES * page_size);
+
 	fd = open(path, O_RDWR);
 	if (fd < 0)
 		return CHILD_OPEN_FAILED;
-	copy = map_pages(FORK_PAGES);
-	if (copy == MAP_FAILED)
-		return CHILD_NO_MEMORY;
-	if (dmirror_cmd(fd, HMM_DMIRROR_MIGRATE_TO_DEV, t->buf, copy, FORK_PAGES,
-			&cpages) || cpages != FORK_PAGES)
+	if (dmirror_cmd(fd, HMM_DMIRROR_MIGRATE_TO_DEV, own, copy, FORK_PAGES,
+			&cpages))
 		return CHILD_MIGRATE_FAILED;
+	if (cpages != FORK_PAGES)
+		return CHILD_MIGRATE_SHORT;
 	if (first_bad(copy, 0, nwords, seed, 0, SLOTS_IGNORED) >= 0)
 		return CHILD_DEVICE_COPY_WRONG;
-	if (coherent && (dmirror_cmd(fd, HMM_DMIRROR_MIGRATE_TO_SYS, t->buf, NULL,
+	if (coherent && (dmirror_cmd(fd, HMM_DMIRROR_MIGRATE_TO_SYS, own, NULL,
 				     FORK_PAGES, &cpages) || cpages != FORK_PAGES))
 		return CHILD_MIGRATE_BACK_FAILED;
-	if (first_bad(t->buf, 0, nwords, seed, 0, SLOTS_IGNORED) >= 0)
+	if (first_bad(own, 0, nwords, seed, 0, SLOTS_IGNORED) >= 0)
 		return CHILD_DATA_LOST;
 	return CHILD_OK;
 }
