@@ -102,13 +102,6 @@ static void migrate_release_src(const struct migrate_vma *migrate,
 	folio_put(folio);
 }
 
-/* Unlock a destination page and drop the driver's reference on it. */
-static void migrate_release_dst(struct folio *folio)
-{
-	folio_unlock(folio);
-	folio_put(folio);
-}
-
 /*
  * Source pages unmapped through the rmap, by page frame number. Once such a
  * page has no mapping left, nothing keeps its anon_vma alive: the process
@@ -250,6 +243,24 @@ static pte_t migrate_entry_pte(struct page *page, pte_t pte, bool writable,
 }
 
 /*
+ * Take a reference on a mapped source folio and lock it, without sleeping:
+ * two migrations could otherwise each hold a page the other waits for.
+ * Migration is best effort, a busy page is simply left out. Large folios
+ * mapped by ptes, and pages without a mapping, stay too.
+ */
+static bool migrate_grab_folio(const struct migrate_vma *migrate,
+			       struct folio *folio)
+{
+	if (folio_test_large(folio) || !folio->mapping)
+		return false;
+	folio_get(folio);
+	if (migrate_trylock_folio(migrate, folio))
+		return true;
+	folio_put(folio);
+	return false;
+}
+
+/*
  * Lock @page and replace the pte mapping it at @addr by a migration entry.
  * Returns the source entry for it, or 0 if the page stays where it is.
  * Sets *@flush when a present pte was cleared: the caller flushes the TLB
@@ -268,21 +279,8 @@ static unsigned long migrate_unmap_pte(struct migrate_vma *migrate,
 	pte_t pte;
 
 	lockdep_assert_held(ptl);
-
-	/* Large folios mapped by ptes, and pages without a mapping, stay. */
-	if (folio_test_large(folio) || !folio->mapping)
+	if (!migrate_grab_folio(migrate, folio))
 		return 0;
-
-	/*
-	 * Lock without sleeping: two migrations could otherwise each hold a
-	 * page the other waits for. Migration is best effort, a busy page is
-	 * simply left out. The reference keeps the page alive until finalize.
-	 */
-	folio_get(folio);
-	if (!migrate_trylock_folio(migrate, folio)) {
-		folio_put(folio);
-		return 0;
-	}
 
 	pte = ptep_get(ptep);
 	if (pte_present(pte)) {
@@ -998,23 +996,40 @@ static unsigned long migrate_finalize_lru(struct migrate_vma *migrate)
 	return nr;
 }
 
+/* Drop a reference through @fbatch, which frees pages in batches. */
+static void migrate_put_batched(struct folio_batch *fbatch,
+				struct folio *folio)
+{
+	if (!folio_batch_add(fbatch, folio))
+		folios_put(fbatch);
+}
+
+/*
+ * Unlock every source and destination page and drop the references this
+ * migration held. A destination that was used now holds the data and its
+ * mappings' references; one that was not is freed here, like every source
+ * page that moved.
+ */
 static void migrate_finalize_release(struct migrate_vma *migrate)
 {
+	struct folio_batch fbatch;
 	unsigned long i;
 
+	folio_batch_init(&fbatch);
 	for (i = 0; i < migrate->npages; i++) {
 		struct page *newpage = migrate_pfn_to_page(migrate->dst[i]);
 		struct page *page = migrate_pfn_to_page(migrate->src[i]);
 
-		if (page)
-			migrate_release_src(migrate, page_folio(page));
-		/*
-		 * A destination that was used now holds the data and its
-		 * mappings' references; one that was not is freed here.
-		 */
-		if (newpage)
-			migrate_release_dst(page_folio(newpage));
+		if (page) {
+			migrate_unlock_folio(migrate, page_folio(page));
+			migrate_put_batched(&fbatch, page_folio(page));
+		}
+		if (newpage) {
+			folio_unlock(page_folio(newpage));
+			migrate_put_batched(&fbatch, page_folio(newpage));
+		}
 	}
+	folios_put(&fbatch);
 }
 
 static void migrate_finalize(struct migrate_vma *migrate)
