@@ -2,8 +2,10 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # Static checks on the files the project owns: checkpatch --strict on every
-# C file and header, and a W=1 build with sparse (C=2) of every owned kernel
-# object the test kernel builds. Any report fails.
+# C file and header and on every patch of the series, and a W=1 build with
+# sparse (C=2) of every owned kernel object the test kernel builds. Any
+# report fails. Patches go through stdin: given a path inside a git
+# checkout, checkpatch reads a patch file as a source file.
 #
 # Usage: check.sh REPO SRC OBJ
 
@@ -25,6 +27,17 @@ for f in "${files[@]}"; do
 	fi
 done
 echo "checkpatch --strict: ${#files[@]} files"
+
+mapfile -t series < <(grep -v '^#' patches/series | grep .)
+for p in "${series[@]}"; do
+	out=$(perl "$src/scripts/checkpatch.pl" --no-tree --strict --terse --show-types - < "patches/$p" |
+	      grep -E ': (ERROR|WARNING|CHECK):' || true)
+	if [ -n "$out" ]; then
+		echo "$out"
+		fail=1
+	fi
+done
+echo "checkpatch --strict: ${#series[@]} patches"
 
 cc=gcc
 command -v ccache >/dev/null && cc="ccache gcc"
