@@ -11,8 +11,10 @@
 # transparent_hugepage= boot value. A bench boot runs one vCPU under
 # -icount shift=0, so guest time counts instructions and repeats run to run.
 #
-# The guest has 3 GiB; memmap= takes 512 MiB of it at 2 GiB away from the
-# page allocator for test_hmm's two device-coherent (SPM) devices.
+# The guest has 3 GiB, all below 3 GiB on -M pc; memmap= takes 768 MiB of it
+# at 2 GiB away from the page allocator for device-coherent memory: 256 MiB
+# each for test_hmm's two SPM devices and 256 MiB for the migrate_device
+# KUnit suite's two coherent pgmaps.
 
 set -euo pipefail
 
@@ -27,8 +29,9 @@ mkdir -p "$out"
 rm -f "$out/console.log" "$out/output.log"
 
 append="console=ttyS0 panic=-1 transparent_hugepage=$thp hugepages=16"
-append+=' memmap=512M$0x80000000'
+append+=' memmap=768M$0x80000000'
 append+=" test_hmm.spm_addr_dev0=0x80000000 test_hmm.spm_addr_dev1=0x90000000"
+append+=" migrate_device_kunit.coherent_addr=0xa0000000"
 append+=" hmmq.mode=$mode"
 
 accel=(-accel tcg -smp 2)

@@ -13,12 +13,14 @@ obj=$2
 shift 2
 hq=$(cd "$(dirname "$0")" && pwd)
 
+# amdkfd is built as part of amdgpu, whose Makefile gives it the include
+# paths it needs: name its objects the way that Makefile does.
 objects=(
 	lib/test_hmm.o
 	drivers/gpu/drm/nouveau/nouveau_dmem.o
 	drivers/gpu/drm/nouveau/nouveau_svm.o
-	drivers/gpu/drm/amd/amdkfd/kfd_migrate.o
-	drivers/gpu/drm/amd/amdkfd/kfd_svm.o
+	drivers/gpu/drm/amd/amdgpu/../amdkfd/kfd_migrate.o
+	drivers/gpu/drm/amd/amdgpu/../amdkfd/kfd_svm.o
 	drivers/gpu/drm/amd/amdgpu/amdgpu_hmm.o
 	drivers/infiniband/core/umem_odp.o
 )

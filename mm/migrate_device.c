@@ -1,0 +1,1334 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Moving anonymous memory between system RAM and device memory.
+ *
+ * A driver moves a set of pages in five steps:
+ *
+ *  collect   find the source pages, take a reference on each and lock it:
+ *            migrate_vma_setup() walks the CPU page table of a VMA range,
+ *            migrate_device_range() and migrate_device_pfns() start from
+ *            device page frames;
+ *  unmap     (same call) replace every CPU mapping of each source page by a
+ *            migration entry and check that nobody else holds it; pages that
+ *            cannot be moved are mapped back and dropped from the set;
+ *  copy      the driver allocates destination pages and copies the data;
+ *  pages     migrate_vma_pages() or migrate_device_pages() hand the struct
+ *            page state of each source over to its destination;
+ *  finalize  migrate_vma_finalize() or migrate_device_finalize() replace the
+ *            migration entries by the destination where the hand-over
+ *            succeeded and by the source everywhere else, then unlock and
+ *            release both.
+ *
+ * Both families of entry points drive one engine working on a struct
+ * migrate_vma. The pfn-based ones use a struct without a VMA: their source
+ * pages may be mapped anywhere, so they always find the mappings through the
+ * rmap. The VMA-based ones install the migration entries while walking the
+ * range, and when every source page was mapped only there, finalize puts the
+ * mappings back with one more walk of the range instead of an rmap walk per
+ * page.
+ */
+#include <linux/export.h>
+#include <linux/memcontrol.h>
+#include <linux/memremap.h>
+#include <linux/migrate.h>
+#include <linux/mm.h>
+#include <linux/mm_inline.h>
+#include <linux/mmu_notifier.h>
+#include <linux/oom.h>
+#include <linux/pagewalk.h>
+#include <linux/rmap.h>
+#include <linux/swap.h>
+#include <linux/swapops.h>
+#include <linux/userfaultfd_k.h>
+#include <asm/tlbflush.h>
+#include "internal.h"
+
+#define MIGRATE_VMA_SELECT_ANY	(MIGRATE_VMA_SELECT_SYSTEM | \
+				 MIGRATE_VMA_SELECT_DEVICE_PRIVATE | \
+				 MIGRATE_VMA_SELECT_DEVICE_COHERENT)
+
+/*
+ * Kept in migrate_vma->flags from setup to finalize, out of the range of the
+ * caller's MIGRATE_VMA_SELECT_* bits: some source page was also mapped
+ * outside the walked range, so its migration entries can only be found
+ * through the rmap (see migrate_anon_vmas). Always set for the pfn-based
+ * calls, which have no range.
+ */
+#define MIGRATE_VMA_RMAP	(1UL << (BITS_PER_LONG - 1))
+
+/*
+ * pte_offset_map_lock() is an inline function: sparse cannot see that it
+ * returns with the page table lock held when it maps the ptes. Tell it.
+ */
+#define migrate_ptl_acquired(ptl)	__acquire(ptl)
+
+static unsigned long migrate_index(const struct migrate_vma *migrate,
+				   unsigned long addr)
+{
+	return (addr - migrate->start) >> PAGE_SHIFT;
+}
+
+/*
+ * do_swap_page() locks the device page a CPU fault is migrating before it
+ * calls ->migrate_to_ram(), so that concurrent faults on that page sleep on
+ * the lock instead of taking references that would make every migration
+ * attempt fail. That lock belongs to the fault handler: the engine neither
+ * takes nor releases it.
+ */
+static bool migrate_is_fault_folio(const struct migrate_vma *migrate,
+				   struct folio *folio)
+{
+	return migrate->fault_page && page_folio(migrate->fault_page) == folio;
+}
+
+static bool migrate_trylock_folio(const struct migrate_vma *migrate,
+				  struct folio *folio)
+{
+	return migrate_is_fault_folio(migrate, folio) || folio_trylock(folio);
+}
+
+static void migrate_unlock_folio(const struct migrate_vma *migrate,
+				 struct folio *folio)
+{
+	if (!migrate_is_fault_folio(migrate, folio))
+		folio_unlock(folio);
+}
+
+/* Unlock a source page and drop the reference collect took on it. */
+static void migrate_release_src(const struct migrate_vma *migrate,
+				struct folio *folio)
+{
+	migrate_unlock_folio(migrate, folio);
+	folio_put(folio);
+}
+
+/*
+ * Source pages unmapped through the rmap, by page frame number. Once such a
+ * page has no mapping left, nothing keeps its anon_vma alive: the process
+ * that mapped it can exit and free it before finalize walks it to put the
+ * mappings back. Each entry holds a reference on the page's anon_vma, or is
+ * xa_mk_value(0) for a page that is not anonymous. The source page stays
+ * locked from collect to finalize, so only its migration touches its entry.
+ */
+static DEFINE_XARRAY(migrate_anon_vmas);
+
+/* Record that @folio is about to be unmapped through the rmap. */
+static bool migrate_hold_anon_vma(struct folio *folio)
+{
+	void *entry = xa_mk_value(0);
+
+	if (folio_test_anon(folio)) {
+		entry = folio_get_anon_vma(folio);
+		/* No longer mapped: it has no anon_vma worth walking. */
+		if (!entry)
+			return false;
+	}
+	if (!xa_is_err(xa_store(&migrate_anon_vmas, folio_pfn(folio), entry,
+				GFP_KERNEL)))
+		return true;
+	if (!xa_is_value(entry))
+		put_anon_vma(entry);
+	return false;
+}
+
+/*
+ * Put back the mappings of @src that were unmapped through the rmap, as
+ * mappings of @page, and let go of its anon_vma.
+ */
+static void migrate_remap_held(struct page *src, struct page *page)
+{
+	void *entry = xa_erase(&migrate_anon_vmas, page_to_pfn(src));
+
+	if (!entry)
+		return;
+	remove_migration_ptes(page_folio(src), page_folio(page), 0);
+	if (!xa_is_value(entry))
+		put_anon_vma(entry);
+}
+
+/* ------------------------------------------------------------------------
+ * Collect: walk the range, turning each selected mapping into a migration
+ * entry.
+ */
+
+static int migrate_collect_hole(unsigned long start, unsigned long end,
+				__always_unused int depth, struct mm_walk *walk)
+{
+	struct migrate_vma *migrate = walk->private;
+	unsigned long i = migrate_index(migrate, start);
+	unsigned long last = migrate_index(migrate, end);
+
+	/* The driver may only populate anonymous memory. */
+	if (!vma_is_anonymous(walk->vma))
+		return 0;
+
+	migrate->cpages += last - i;
+	for (; i < last; i++)
+		migrate->src[i] = MIGRATE_PFN_MIGRATE;
+	return 0;
+}
+
+/* The page mapped by a present pte, if the caller asked for its kind. */
+static struct page *migrate_present_page(const struct migrate_vma *migrate,
+					 unsigned long addr, pte_t pte)
+{
+	struct page *page = vm_normal_page(migrate->vma, addr, pte);
+
+	if (!page)
+		return NULL;
+	if (!is_zone_device_page(page))
+		return migrate->flags & MIGRATE_VMA_SELECT_SYSTEM ? page : NULL;
+	if (is_device_coherent_page(page) &&
+	    (migrate->flags & MIGRATE_VMA_SELECT_DEVICE_COHERENT) &&
+	    page->pgmap->owner == migrate->pgmap_owner)
+		return page;
+	return NULL;
+}
+
+/*
+ * The page behind a non-present pte, if it is a device private page of the
+ * caller's. Swap, migration and every other special entry stay as they are.
+ */
+static struct page *migrate_private_page(const struct migrate_vma *migrate,
+					 pte_t pte)
+{
+	swp_entry_t entry = pte_to_swp_entry(pte);
+	struct page *page;
+
+	if (!is_device_private_entry(entry) ||
+	    !(migrate->flags & MIGRATE_VMA_SELECT_DEVICE_PRIVATE))
+		return NULL;
+	page = pfn_swap_entry_to_page(entry);
+	return page->pgmap->owner == migrate->pgmap_owner ? page : NULL;
+}
+
+/*
+ * The migration entry that stands in for @pte while its page moves. It
+ * remembers everything the restored pte will need: write permission,
+ * exclusivity of an anonymous page, young, dirty, soft-dirty and uffd-wp.
+ */
+static pte_t migrate_entry_pte(struct page *page, pte_t pte, bool writable,
+			       bool anon_exclusive)
+{
+	unsigned long pfn = page_to_pfn(page);
+	swp_entry_t entry;
+	pte_t swp_pte;
+
+	if (writable)
+		entry = make_writable_migration_entry(pfn);
+	else if (anon_exclusive)
+		entry = make_readable_exclusive_migration_entry(pfn);
+	else
+		entry = make_readable_migration_entry(pfn);
+
+	if (!pte_present(pte)) {
+		swp_pte = swp_entry_to_pte(entry);
+		if (pte_swp_soft_dirty(pte))
+			swp_pte = pte_swp_mksoft_dirty(swp_pte);
+		if (pte_swp_uffd_wp(pte))
+			swp_pte = pte_swp_mkuffd_wp(swp_pte);
+		return swp_pte;
+	}
+
+	if (pte_young(pte))
+		entry = make_migration_entry_young(entry);
+	if (pte_dirty(pte))
+		entry = make_migration_entry_dirty(entry);
+	swp_pte = swp_entry_to_pte(entry);
+	if (pte_soft_dirty(pte))
+		swp_pte = pte_swp_mksoft_dirty(swp_pte);
+	if (pte_uffd_wp(pte))
+		swp_pte = pte_swp_mkuffd_wp(swp_pte);
+	return swp_pte;
+}
+
+/*
+ * Take a reference on a mapped source folio and lock it, without sleeping:
+ * two migrations could otherwise each hold a page the other waits for.
+ * Migration is best effort, a busy page is simply left out. Large folios
+ * mapped by ptes, and pages without a mapping, stay too.
+ */
+static bool migrate_grab_folio(const struct migrate_vma *migrate,
+			       struct folio *folio)
+{
+	if (folio_test_large(folio) || !folio->mapping)
+		return false;
+	folio_get(folio);
+	if (migrate_trylock_folio(migrate, folio))
+		return true;
+	folio_put(folio);
+	return false;
+}
+
+/*
+ * Lock @page and replace the pte mapping it at @addr by a migration entry.
+ * Returns the source entry for it, or 0 if the page stays where it is.
+ * Sets *@flush when a present pte was cleared: the caller flushes the TLB
+ * for the whole batch before it drops the page table lock @ptl.
+ */
+static unsigned long migrate_unmap_pte(struct migrate_vma *migrate,
+				       unsigned long addr, pte_t *ptep,
+				       spinlock_t *ptl, struct page *page,
+				       bool *flush)
+{
+	struct vm_area_struct *vma = migrate->vma;
+	struct mm_struct *mm = vma->vm_mm;
+	struct folio *folio = page_folio(page);
+	bool anon_exclusive, writable;
+	unsigned long mpfn;
+	pte_t pte;
+
+	lockdep_assert_held(ptl);
+	if (!migrate_grab_folio(migrate, folio))
+		return 0;
+
+	pte = ptep_get(ptep);
+	if (pte_present(pte)) {
+		flush_cache_page(vma, addr, pte_pfn(pte));
+		writable = pte_write(pte);
+	} else {
+		writable = is_writable_device_private_entry(pte_to_swp_entry(pte));
+	}
+	pte = ptep_get_and_clear(mm, addr, ptep);
+
+	/*
+	 * An exclusive anonymous page must be marked possibly shared before a
+	 * migration entry can stand for it. That fails only if the page is
+	 * pinned, which keeps it out of the migration anyway. The TLB flush
+	 * can wait for the end of the batch: like try_to_migrate() with a
+	 * deferred flush, only the cleared pte matters to GUP-fast here.
+	 */
+	anon_exclusive = folio_test_anon(folio) && PageAnonExclusive(page);
+	if (anon_exclusive && folio_try_share_anon_rmap_pte(folio, page)) {
+		set_pte_at(mm, addr, ptep, pte);
+		migrate_release_src(migrate, folio);
+		return 0;
+	}
+
+	if (pte_present(pte)) {
+		if (pte_dirty(pte))
+			folio_mark_dirty(folio);
+		*flush = true;
+	}
+	set_pte_at(mm, addr, ptep,
+		   migrate_entry_pte(page, pte, writable, anon_exclusive));
+
+	/* Drop the mapping and its reference; collect's keeps the page. */
+	folio_remove_rmap_pte(folio, page, vma);
+	folio_put(folio);
+
+	mpfn = migrate_pfn(page_to_pfn(page)) | MIGRATE_PFN_MIGRATE;
+	return writable ? mpfn | MIGRATE_PFN_WRITE : mpfn;
+}
+
+/* Decide what to do with the page mapped at @addr and return its entry. */
+static unsigned long migrate_collect_pte(struct migrate_vma *migrate,
+					 unsigned long addr, pte_t *ptep,
+					 spinlock_t *ptl, bool *flush)
+{
+	pte_t pte = ptep_get(ptep);
+	struct page *page;
+
+	if (pte_none(pte)) {
+		if (!vma_is_anonymous(migrate->vma))
+			return 0;
+		return MIGRATE_PFN_MIGRATE;
+	}
+
+	if (pte_present(pte) && is_zero_pfn(pte_pfn(pte))) {
+		/* The driver may populate it like a hole. */
+		if (!vma_is_anonymous(migrate->vma) ||
+		    !(migrate->flags & MIGRATE_VMA_SELECT_SYSTEM))
+			return 0;
+		return MIGRATE_PFN_MIGRATE;
+	}
+
+	if (pte_present(pte))
+		page = migrate_present_page(migrate, addr, pte);
+	else
+		page = migrate_private_page(migrate, pte);
+	if (!page)
+		return 0;
+	return migrate_unmap_pte(migrate, addr, ptep, ptl, page, flush);
+}
+
+/*
+ * The engine moves base pages only for now: a PMD-mapped THP is split here
+ * so that its pages are collected one by one. Returns false if the range
+ * must be left alone because the THP could not be locked or split.
+ */
+static bool migrate_split_huge_pmd(struct vm_area_struct *vma, pmd_t *pmdp,
+				   unsigned long addr)
+{
+	struct folio *folio;
+	spinlock_t *ptl;	/* page table lock */
+	int ret;
+
+	ptl = pmd_lock(vma->vm_mm, pmdp);
+	if (!pmd_trans_huge(*pmdp)) {
+		spin_unlock(ptl);
+		return true;
+	}
+
+	folio = pmd_folio(*pmdp);
+	if (is_huge_zero_folio(folio)) {
+		spin_unlock(ptl);
+		split_huge_pmd(vma, pmdp, addr);
+		return true;
+	}
+
+	folio_get(folio);
+	spin_unlock(ptl);
+	if (!folio_trylock(folio)) {
+		folio_put(folio);
+		return false;
+	}
+	ret = split_folio(folio);
+	folio_unlock(folio);
+	folio_put(folio);
+	return !ret;
+}
+
+static int migrate_collect_pmd(pmd_t *pmdp, unsigned long start,
+			       unsigned long end, struct mm_walk *walk)
+{
+	struct migrate_vma *migrate = walk->private;
+	struct vm_area_struct *vma = walk->vma;
+	unsigned long addr, i = migrate_index(migrate, start);
+	bool flush = false;
+	spinlock_t *ptl;	/* page table lock */
+	pte_t *ptep;
+	pmd_t pmd;
+
+	pmd = pmdp_get_lockless(pmdp);
+	if (pmd_trans_huge(pmd) && !migrate_split_huge_pmd(vma, pmdp, start))
+		return 0;
+
+	ptep = pte_offset_map_lock(vma->vm_mm, pmdp, start, &ptl);
+	if (!ptep) {
+		/*
+		 * The pmd changed under us. Look again if it became empty or
+		 * huge; anything else (a THP under migration) is left alone.
+		 */
+		pmd = pmdp_get_lockless(pmdp);
+		if (pmd_none(pmd) || pmd_trans_huge(pmd))
+			walk->action = ACTION_AGAIN;
+		return 0;
+	}
+	migrate_ptl_acquired(ptl);
+
+	arch_enter_lazy_mmu_mode();
+	for (addr = start; addr < end; addr += PAGE_SIZE, ptep++, i++) {
+		migrate->src[i] = migrate_collect_pte(migrate, addr, ptep,
+						      ptl, &flush);
+		if (migrate->src[i] & MIGRATE_PFN_MIGRATE)
+			migrate->cpages++;
+	}
+	/* One flush for the batch, and only if a present pte was cleared. */
+	if (flush)
+		flush_tlb_range(vma, start, end);
+	arch_leave_lazy_mmu_mode();
+	pte_unmap_unlock(ptep - 1, ptl);
+	return 0;
+}
+
+static const struct mm_walk_ops migrate_collect_ops = {
+	.pmd_entry	= migrate_collect_pmd,
+	.pte_hole	= migrate_collect_hole,
+	.walk_lock	= PGWALK_RDLOCK,
+};
+
+static void migrate_vma_collect(struct migrate_vma *migrate)
+{
+	struct mmu_notifier_range range;
+
+	/*
+	 * The owner tag lets the device driver that owns the pages being
+	 * migrated skip invalidating its own mappings of device pages.
+	 */
+	mmu_notifier_range_init_owner(&range, MMU_NOTIFY_MIGRATE, 0,
+				      migrate->vma->vm_mm, migrate->start,
+				      migrate->end, migrate->pgmap_owner);
+	mmu_notifier_invalidate_range_start(&range);
+	walk_page_range_vma(migrate->vma, migrate->start, migrate->end,
+			    &migrate_collect_ops, migrate);
+	mmu_notifier_invalidate_range_end(&range);
+}
+
+/* Lock one device page frame for migrate_device_range()/_pfns(). */
+static unsigned long migrate_collect_pfn(unsigned long pfn)
+{
+	struct folio *folio = folio_get_nontail_page(pfn_to_page(pfn));
+
+	/* A free page has no data to move. */
+	if (!folio)
+		return 0;
+	if (!folio_trylock(folio)) {
+		folio_put(folio);
+		return 0;
+	}
+	return migrate_pfn(pfn) | MIGRATE_PFN_MIGRATE;
+}
+
+/* ------------------------------------------------------------------------
+ * Putting mappings back: the migration entries of each source page are
+ * replaced by a pte mapping either the source or its destination.
+ */
+
+/* The pte that maps @page again where the migration entry @old was. */
+static pte_t migrate_mapping_pte(struct vm_area_struct *vma, struct page *page,
+				 pte_t old)
+{
+	swp_entry_t entry = pte_to_swp_entry(old);
+	bool writable = is_writable_migration_entry(entry);
+	pte_t pte;
+
+	if (is_device_private_page(page)) {
+		if (writable)
+			entry = make_writable_device_private_entry(page_to_pfn(page));
+		else
+			entry = make_readable_device_private_entry(page_to_pfn(page));
+		pte = swp_entry_to_pte(entry);
+		if (pte_swp_soft_dirty(old))
+			pte = pte_swp_mksoft_dirty(pte);
+		if (pte_swp_uffd_wp(old))
+			pte = pte_swp_mkuffd_wp(pte);
+		return pte;
+	}
+
+	pte = mk_pte(page, READ_ONCE(vma->vm_page_prot));
+	if (!is_migration_entry_young(entry))
+		pte = pte_mkold(pte);
+	if (folio_test_dirty(page_folio(page)) &&
+	    is_migration_entry_dirty(entry))
+		pte = pte_mkdirty(pte);
+	if (pte_swp_soft_dirty(old))
+		pte = pte_mksoft_dirty(pte);
+	else
+		pte = pte_clear_soft_dirty(pte);
+	if (writable)
+		pte = pte_mkwrite(pte, vma);
+	else if (pte_swp_uffd_wp(old))
+		pte = pte_mkuffd_wp(pte);
+	return pte;
+}
+
+/* Map @page at @addr in place of the migration entry @old, under @ptl. */
+static void migrate_remap_pte(struct vm_area_struct *vma, unsigned long addr,
+			      pte_t *ptep, spinlock_t *ptl, pte_t old,
+			      struct page *page)
+{
+	struct folio *folio = page_folio(page);
+	rmap_t flags = RMAP_NONE;
+	pte_t pte = migrate_mapping_pte(vma, page, old);
+
+	lockdep_assert_held(ptl);
+
+	folio_get(folio);
+	if (folio_test_anon(folio)) {
+		if (!is_readable_migration_entry(pte_to_swp_entry(old)))
+			flags = RMAP_EXCLUSIVE;
+		folio_add_anon_rmap_pte(folio, page, vma, addr, flags);
+	} else {
+		folio_add_file_rmap_pte(folio, page, vma);
+	}
+	set_pte_at(vma->vm_mm, addr, ptep, pte);
+	/* The pte was not present: nothing to invalidate. */
+	update_mmu_cache(vma, addr, ptep);
+}
+
+/*
+ * The page to map again for entry @i, or NULL to leave that entry alone.
+ * While setup backs out (@failed_only), only the entries it dropped are
+ * mapped again, to their source. Finalize maps every source page, or its
+ * destination where migrate_vma_pages() moved it.
+ */
+static struct page *migrate_final_page(const struct migrate_vma *migrate,
+				       unsigned long i, bool failed_only)
+{
+	unsigned long mpfn = migrate->src[i];
+	struct page *newpage;
+
+	if (!(mpfn & MIGRATE_PFN_MIGRATE))
+		return migrate_pfn_to_page(mpfn);
+	if (failed_only)
+		return NULL;
+	newpage = migrate_pfn_to_page(migrate->dst[i]);
+	return newpage ? newpage : migrate_pfn_to_page(mpfn);
+}
+
+struct migrate_remap {
+	struct migrate_vma *migrate;
+	bool failed_only;
+};
+
+/* Is @pte the migration entry collect put in place of @page? */
+static bool migrate_pte_is_entry_for(pte_t pte, struct page *page)
+{
+	swp_entry_t entry;
+
+	if (pte_none(pte) || pte_present(pte))
+		return false;
+	entry = pte_to_swp_entry(pte);
+	return is_migration_entry(entry) &&
+	       swp_offset_pfn(entry) == page_to_pfn(page);
+}
+
+static int migrate_remap_pmd(pmd_t *pmdp, unsigned long start,
+			     unsigned long end, struct mm_walk *walk)
+{
+	struct migrate_remap *remap = walk->private;
+	struct migrate_vma *migrate = remap->migrate;
+	struct vm_area_struct *vma = walk->vma;
+	unsigned long addr, i = migrate_index(migrate, start);
+	spinlock_t *ptl;	/* page table lock */
+	pte_t *ptep;
+
+	/* No pte table: whatever was collected here has been zapped. */
+	ptep = pte_offset_map_lock(vma->vm_mm, pmdp, start, &ptl);
+	if (!ptep)
+		return 0;
+	migrate_ptl_acquired(ptl);
+
+	arch_enter_lazy_mmu_mode();
+	for (addr = start; addr < end; addr += PAGE_SIZE, ptep++, i++) {
+		struct page *src = migrate_pfn_to_page(migrate->src[i]);
+		struct page *page;
+		pte_t pte;
+
+		if (!src)
+			continue;
+		page = migrate_final_page(migrate, i, remap->failed_only);
+		pte = ptep_get(ptep);
+		if (page && migrate_pte_is_entry_for(pte, src))
+			migrate_remap_pte(vma, addr, ptep, ptl, pte, page);
+	}
+	arch_leave_lazy_mmu_mode();
+	pte_unmap_unlock(ptep - 1, ptl);
+
+	/* Mapping into a VM_LOCKED vma queued the pages for mlock. */
+	if (vma->vm_flags & VM_LOCKED)
+		mlock_drain_local();
+	return 0;
+}
+
+static const struct mm_walk_ops migrate_remap_ops = {
+	.pmd_entry	= migrate_remap_pmd,
+	.walk_lock	= PGWALK_RDLOCK,
+};
+
+/*
+ * Replace the migration entries of the source pages by mappings of their
+ * final pages (see migrate_final_page()). One more walk of the range finds
+ * those collect installed; the rmap of each page that was also mapped
+ * elsewhere finds the rest.
+ */
+static void migrate_remap(struct migrate_vma *migrate, bool failed_only)
+{
+	struct migrate_remap remap = {
+		.migrate = migrate,
+		.failed_only = failed_only,
+	};
+	unsigned long i;
+
+	if (migrate->vma)
+		walk_page_range_vma(migrate->vma, migrate->start, migrate->end,
+				    &migrate_remap_ops, &remap);
+	if (!(migrate->flags & MIGRATE_VMA_RMAP))
+		return;
+
+	for (i = 0; i < migrate->npages; i++) {
+		struct page *src = migrate_pfn_to_page(migrate->src[i]);
+		struct page *page;
+
+		if (!src)
+			continue;
+		page = migrate_final_page(migrate, i, failed_only);
+		if (page)
+			migrate_remap_held(src, page);
+	}
+}
+
+/* ------------------------------------------------------------------------
+ * Unmap: make sure each collected page can really move.
+ */
+
+/*
+ * Per-CPU LRU caches hold references and keep folios off the LRU for a
+ * while. Drain them only when a folio turns out to be affected: first this
+ * CPU's, then, once per call, everybody's. Returns false once both were
+ * tried.
+ */
+static bool migrate_drain_lru(int *drained)
+{
+	if (*drained == 0)
+		lru_add_drain();
+	else if (*drained == 1)
+		lru_add_drain_all();
+	else
+		return false;
+	(*drained)++;
+	return true;
+}
+
+/*
+ * Take a system folio off the LRU. Migrating its flags (active,
+ * unevictable) and memcg to the destination is only safe while no LRU list
+ * or walker can reach it, and isolation also keeps reclaim and compaction
+ * from taking transient references that would fail the refcount checks.
+ * Device folios are never on an LRU.
+ */
+static bool migrate_isolate_folio(struct folio *folio, int *drained)
+{
+	while (!folio_isolate_lru(folio))
+		if (!migrate_drain_lru(drained))
+			return false;
+	/* Isolation took a reference; the one from collect is enough. */
+	folio_put(folio);
+	return true;
+}
+
+/*
+ * Nobody but the migration may hold @folio: one reference from collect,
+ * one more for the fault page (do_swap_page() holds it), and those the
+ * page cache or swap cache own.
+ */
+static bool migrate_folio_unshared(const struct migrate_vma *migrate,
+				   struct folio *folio)
+{
+	int expected = folio_expected_ref_count(folio) + 1;
+
+	if (migrate_is_fault_folio(migrate, folio))
+		expected++;
+	return folio_ref_count(folio) == expected;
+}
+
+static bool migrate_folio_movable(struct migrate_vma *migrate,
+				  struct folio *folio, int *drained)
+{
+	if (folio_mapped(folio)) {
+		migrate->flags |= MIGRATE_VMA_RMAP;
+		if (!migrate_hold_anon_vma(folio))
+			return false;
+		try_to_migrate(folio, 0);
+		if (folio_mapped(folio))
+			return false;
+	}
+	if (migrate_folio_unshared(migrate, folio))
+		return true;
+	/* A per-CPU batch may still hold a reference. */
+	return !folio_is_zone_device(folio) && *drained == 0 &&
+	       migrate_drain_lru(drained) &&
+	       migrate_folio_unshared(migrate, folio);
+}
+
+/*
+ * Prepare one locked, referenced source folio. Returns false if it cannot
+ * move: it is then back on the LRU, still locked and possibly still
+ * replaced by migration entries.
+ */
+static bool migrate_prepare_folio(struct migrate_vma *migrate,
+				  struct folio *folio, int *drained)
+{
+	bool lru = !folio_is_zone_device(folio);
+
+	/* Large folios are split at collect time or left out. */
+	if (folio_test_large(folio))
+		return false;
+	if (lru && !migrate_isolate_folio(folio, drained))
+		return false;
+	if (migrate_folio_movable(migrate, folio, drained))
+		return true;
+	if (lru)
+		folio_add_lru(folio);
+	return false;
+}
+
+/* Map the dropped entries back, unlock and release them, zero them. */
+static void migrate_back_out(struct migrate_vma *migrate)
+{
+	unsigned long i;
+
+	migrate_remap(migrate, true);
+	for (i = 0; i < migrate->npages; i++) {
+		struct page *page = migrate_pfn_to_page(migrate->src[i]);
+
+		if (!page || (migrate->src[i] & MIGRATE_PFN_MIGRATE))
+			continue;
+		migrate_release_src(migrate, page_folio(page));
+		migrate->src[i] = 0;
+	}
+}
+
+/*
+ * Unmap every collected page that is still mapped somewhere and check that
+ * nobody else holds it. Pages that cannot move are put back as they were
+ * and their entries zeroed. Sets migrate->cpages to the entries left to
+ * migrate, holes included.
+ */
+static void migrate_unmap(struct migrate_vma *migrate)
+{
+	unsigned long i, failed = 0, cpages = 0;
+	int drained = 0;
+
+	for (i = 0; i < migrate->npages; i++) {
+		struct page *page = migrate_pfn_to_page(migrate->src[i]);
+
+		if (page && !migrate_prepare_folio(migrate, page_folio(page),
+						   &drained)) {
+			migrate->src[i] &= ~MIGRATE_PFN_MIGRATE;
+			failed++;
+		}
+		if (migrate->src[i] & MIGRATE_PFN_MIGRATE)
+			cpages++;
+	}
+	if (failed)
+		migrate_back_out(migrate);
+	migrate->cpages = cpages;
+}
+
+/* ------------------------------------------------------------------------
+ * Pages: hand each source's struct page state over to its destination.
+ */
+
+static pmd_t *migrate_alloc_pmd(struct mm_struct *mm, unsigned long addr)
+{
+	pgd_t *pgdp = pgd_offset(mm, addr);
+	p4d_t *p4dp;
+	pud_t *pudp;
+
+	p4dp = p4d_alloc(mm, pgdp, addr);
+	if (!p4dp)
+		return NULL;
+	pudp = pud_alloc(mm, p4dp, addr);
+	if (!pudp)
+		return NULL;
+	return pmd_alloc(mm, pudp, addr);
+}
+
+/* The pte that maps a new anonymous @page into @vma. */
+static pte_t migrate_new_pte(struct vm_area_struct *vma, struct page *page)
+{
+	bool writable = vma->vm_flags & VM_WRITE;
+	unsigned long pfn = page_to_pfn(page);
+	pte_t pte;
+
+	if (is_device_private_page(page)) {
+		if (writable)
+			return swp_entry_to_pte(make_writable_device_private_entry(pfn));
+		return swp_entry_to_pte(make_readable_device_private_entry(pfn));
+	}
+	pte = mk_pte(page, vma->vm_page_prot);
+	return writable ? pte_mkwrite(pte_mkdirty(pte), vma) : pte;
+}
+
+/*
+ * A hole or zero page may be filled only while nothing else was mapped
+ * there meanwhile and no userfaultfd handler wants to hear about it.
+ */
+static bool migrate_can_fill(struct vm_area_struct *vma, pte_t pte)
+{
+	if (check_stable_address_space(vma->vm_mm) || userfaultfd_missing(vma))
+		return false;
+	if (pte_present(pte))
+		return is_zero_pfn(pte_pfn(pte));
+	return pte_none(pte);
+}
+
+/*
+ * Map the driver's @page at the hole (or zero page) @addr, the way an
+ * anonymous fault would. Returns false if the hole cannot be filled.
+ */
+static bool migrate_fill_hole(struct migrate_vma *migrate, unsigned long addr,
+			      struct page *page)
+{
+	struct vm_area_struct *vma = migrate->vma;
+	struct mm_struct *mm = vma->vm_mm;
+	struct folio *folio = page_folio(page);
+	spinlock_t *ptl;	/* page table lock */
+	pte_t *ptep, pte, old;
+	pmd_t *pmdp;
+
+	if (!vma_is_anonymous(vma))
+		return false;
+	if (folio_is_zone_device(folio) && !folio_is_device_private(folio) &&
+	    !folio_is_device_coherent(folio))
+		return false;
+
+	pmdp = migrate_alloc_pmd(mm, addr);
+	if (!pmdp || pmd_trans_huge(*pmdp) || pmd_devmap(*pmdp) ||
+	    pte_alloc(mm, pmdp))
+		return false;
+	if (anon_vma_prepare(vma) || mem_cgroup_charge(folio, mm, GFP_KERNEL))
+		return false;
+
+	/* Order the driver's copy before the pte that exposes it. */
+	__folio_mark_uptodate(folio);
+	pte = migrate_new_pte(vma, page);
+
+	ptep = pte_offset_map_lock(mm, pmdp, addr, &ptl);
+	if (!ptep)
+		return false;
+	migrate_ptl_acquired(ptl);
+	old = ptep_get(ptep);
+	if (!migrate_can_fill(vma, old)) {
+		pte_unmap_unlock(ptep, ptl);
+		return false;
+	}
+
+	inc_mm_counter(mm, MM_ANONPAGES);
+	folio_add_new_anon_rmap(folio, vma, addr, RMAP_EXCLUSIVE);
+	if (!folio_is_zone_device(folio))
+		folio_add_lru_vma(folio, vma);
+	folio_get(folio);
+	if (pte_present(old)) {
+		flush_cache_page(vma, addr, pte_pfn(old));
+		ptep_clear_flush(vma, addr, ptep);
+	}
+	set_pte_at(mm, addr, ptep, pte);
+	update_mmu_cache(vma, addr, ptep);
+	pte_unmap_unlock(ptep, ptl);
+	return true;
+}
+
+/*
+ * Hand the struct page state of @src over to @dst: mapping, index and
+ * flags. After this the data lives in @dst as far as mm is concerned.
+ */
+static bool migrate_move_folio(const struct migrate_vma *migrate,
+			       struct folio *src, struct folio *dst)
+{
+	struct address_space *mapping = folio_mapping(src);
+
+	if (folio_is_device_private(dst) || folio_is_device_coherent(dst)) {
+		/*
+		 * Device memory holds anonymous memory only; a swap cache
+		 * copy, if any, must go first.
+		 */
+		if (mapping) {
+			if (!folio_test_anon(src) || !folio_free_swap(src))
+				return false;
+			mapping = folio_mapping(src);
+		}
+	} else if (folio_is_zone_device(dst)) {
+		return false;
+	}
+
+	/* A swap cache folio still under writeback is not ours to move. */
+	if (folio_test_writeback(src))
+		return false;
+	if (folio_migrate_mapping(mapping, dst, src,
+				  migrate_is_fault_folio(migrate, src)))
+		return false;
+	folio_migrate_flags(dst, src);
+	return true;
+}
+
+/*
+ * Filling holes changes the CPU page table: tell the notifiers once, from
+ * the first hole to the end of the range, with the owner tag as collect
+ * does.
+ */
+static void migrate_notify_fill(struct migrate_vma *migrate,
+				struct mmu_notifier_range *range,
+				unsigned long addr)
+{
+	mmu_notifier_range_init_owner(range, MMU_NOTIFY_MIGRATE, 0,
+				      migrate->vma->vm_mm, addr, migrate->end,
+				      migrate->pgmap_owner);
+	mmu_notifier_invalidate_range_start(range);
+}
+
+static void migrate_move(struct migrate_vma *migrate)
+{
+	struct mmu_notifier_range range;
+	bool notified = false;
+	unsigned long i;
+
+	for (i = 0; i < migrate->npages; i++) {
+		struct page *newpage = migrate_pfn_to_page(migrate->dst[i]);
+		struct page *page = migrate_pfn_to_page(migrate->src[i]);
+		unsigned long addr = migrate->start + (i << PAGE_SHIFT);
+		bool moved = false;
+
+		if (!(migrate->src[i] & MIGRATE_PFN_MIGRATE))
+			continue;
+		if (newpage && page) {
+			moved = migrate_move_folio(migrate, page_folio(page),
+						   page_folio(newpage));
+		} else if (newpage && !WARN_ON_ONCE(!migrate->vma)) {
+			if (!notified)
+				migrate_notify_fill(migrate, &range, addr);
+			notified = true;
+			moved = migrate_fill_hole(migrate, addr, newpage);
+		}
+		if (!moved)
+			migrate->src[i] &= ~MIGRATE_PFN_MIGRATE;
+	}
+
+	if (notified)
+		mmu_notifier_invalidate_range_end(&range);
+}
+
+/* ------------------------------------------------------------------------
+ * Finalize: map the final pages and release everything.
+ */
+
+/*
+ * System pages that end up mapped go (back) on the LRU: a restored source
+ * was isolated by setup, a destination was never on it. Returns the number
+ * of source pages, whose mappings are to be put back.
+ */
+static unsigned long migrate_finalize_lru(struct migrate_vma *migrate)
+{
+	unsigned long i, nr = 0;
+
+	for (i = 0; i < migrate->npages; i++) {
+		struct page *page;
+
+		if (!migrate_pfn_to_page(migrate->src[i]))
+			continue;
+		nr++;
+		page = migrate_final_page(migrate, i, false);
+		if (!is_zone_device_page(page))
+			folio_add_lru(page_folio(page));
+	}
+	return nr;
+}
+
+/*
+ * Unlock every source and destination page and drop the references this
+ * migration held. A destination that was used now holds the data and its
+ * mappings' references; one that was not is freed here, like every source
+ * page that moved. Batching the puts through folios_put() was measured
+ * slower in make bench, so each page is released on its own.
+ */
+static void migrate_finalize_release(struct migrate_vma *migrate)
+{
+	unsigned long i;
+
+	for (i = 0; i < migrate->npages; i++) {
+		struct page *newpage = migrate_pfn_to_page(migrate->dst[i]);
+		struct page *page = migrate_pfn_to_page(migrate->src[i]);
+
+		if (page)
+			migrate_release_src(migrate, page_folio(page));
+		if (newpage) {
+			folio_unlock(page_folio(newpage));
+			folio_put(page_folio(newpage));
+		}
+	}
+}
+
+static void migrate_finalize(struct migrate_vma *migrate)
+{
+	if (migrate_finalize_lru(migrate))
+		migrate_remap(migrate, false);
+	migrate_finalize_release(migrate);
+}
+
+/* ------------------------------------------------------------------------
+ * Entry points.
+ */
+
+static int migrate_vma_check_args(const struct migrate_vma *args)
+{
+	struct vm_area_struct *vma = args->vma;
+
+	if (!vma || is_vm_hugetlb_page(vma) || (vma->vm_flags & VM_SPECIAL) ||
+	    vma_is_dax(vma))
+		return -EINVAL;
+	if (!PAGE_ALIGNED(args->start) || !PAGE_ALIGNED(args->end) ||
+	    args->start >= args->end)
+		return -EINVAL;
+	if (args->start < vma->vm_start || args->end > vma->vm_end)
+		return -EINVAL;
+	if (!args->src || !args->dst)
+		return -EINVAL;
+	/* The internal bit may be left over from an earlier migration. */
+	if (!(args->flags & MIGRATE_VMA_SELECT_ANY) ||
+	    (args->flags & ~(MIGRATE_VMA_SELECT_ANY | MIGRATE_VMA_RMAP)))
+		return -EINVAL;
+	if (args->fault_page && (!is_device_private_page(args->fault_page) ||
+				 !PageLocked(args->fault_page)))
+		return -EINVAL;
+	return 0;
+}
+
+/**
+ * migrate_vma_setup() - collect and unmap the pages of a range to migrate
+ * @args: the VMA, the page-aligned range [@start, @end) within it, the
+ *        @src and @dst arrays of (@end - @start) / PAGE_SIZE entries, the
+ *        MIGRATE_VMA_SELECT_* @flags, @pgmap_owner and, from a
+ *        ->migrate_to_ram() handler, @fault_page
+ *
+ * Fills @src for every page of the range and zeroes @dst:
+ *
+ * - ``migrate_pfn(pfn) | MIGRATE_PFN_MIGRATE`` (plus MIGRATE_PFN_WRITE if
+ *   the CPU could write it) for a page selected by @flags, now locked, held
+ *   and replaced in the CPU page table by a migration entry. System pages
+ *   are selected by MIGRATE_VMA_SELECT_SYSTEM; device private and device
+ *   coherent pages by their flag and a matching @pgmap_owner.
+ * - MIGRATE_PFN_MIGRATE alone for an unpopulated address or the zero page
+ *   (the latter with MIGRATE_VMA_SELECT_SYSTEM) in an anonymous VMA: the
+ *   driver may allocate memory for it.
+ * - 0 for everything else, including pages that could not be locked, are
+ *   pinned or otherwise referenced, or are large: those stay mapped and
+ *   untouched.
+ *
+ * @cpages counts the entries marked MIGRATE_PFN_MIGRATE and @npages the
+ * entries of the range. A PMD-mapped THP is split first.
+ *
+ * The driver then copies the data of each entry it wants to move into a
+ * locked destination page, stores ``migrate_pfn(pfn)`` of that page in @dst
+ * (MIGRATE_PFN_WRITE there is ignored: CPU access follows the old mapping,
+ * or the VMA for holes) and calls migrate_vma_pages() and
+ * migrate_vma_finalize(). It may leave entries out, except when moving
+ * device private memory back to system memory from a fault, where that can
+ * only end in SIGBUS. @src must not be changed until finalize.
+ *
+ * Changes from earlier kernels: @start and @end must be page aligned (they
+ * used to be rounded down), @flags must select something and hold no
+ * unknown bit, and @fault_page
+ * must be locked, as do_swap_page() now does before ->migrate_to_ram(). The
+ * engine keeps internal state in the top bit of @flags until finalize.
+ *
+ * Context: Process context. The caller holds the mmap_lock of @vma's mm in
+ * read (or write) mode and keeps holding it until migrate_vma_finalize()
+ * returns. May sleep.
+ * Return: 0, even if no page could be collected (@cpages is then 0), or
+ * -EINVAL for invalid arguments, in which case nothing was touched.
+ */
+int migrate_vma_setup(struct migrate_vma *args)
+{
+	int ret = migrate_vma_check_args(args);
+
+	if (ret)
+		return ret;
+
+	args->npages = (args->end - args->start) >> PAGE_SHIFT;
+	args->cpages = 0;
+	args->flags &= ~MIGRATE_VMA_RMAP;
+	memset(args->src, 0, args->npages * sizeof(*args->src));
+	memset(args->dst, 0, args->npages * sizeof(*args->dst));
+
+	mmap_assert_locked(args->vma->vm_mm);
+	migrate_vma_collect(args);
+	if (args->cpages)
+		migrate_unmap(args);
+	return 0;
+}
+EXPORT_SYMBOL(migrate_vma_setup);
+
+/**
+ * migrate_vma_pages() - move the struct page state to the destinations
+ * @migrate: the structure migrate_vma_setup() filled, with @dst filled in
+ *
+ * For each source entry still marked MIGRATE_PFN_MIGRATE that has a
+ * destination, hands the page's mapping, index and flags over to the
+ * destination page, or for a hole maps the destination page into the VMA.
+ * Entries without a destination, and those that cannot move (the page
+ * gained a reference, a swap cache page is going to device memory and its
+ * swap slot cannot be freed, the hole got populated meanwhile, the VMA is
+ * not anonymous, the destination is an unsupported kind of device page),
+ * lose MIGRATE_PFN_MIGRATE. Both pages stay locked, so the driver may update
+ * its own page tables after this call.
+ *
+ * Context: Process context, mmap_lock held as for migrate_vma_setup(). May
+ * sleep.
+ * Return: nothing; the entries that migrate are those of @src still marked
+ * MIGRATE_PFN_MIGRATE.
+ */
+void migrate_vma_pages(struct migrate_vma *migrate)
+{
+	mmap_assert_locked(migrate->vma->vm_mm);
+	migrate_move(migrate);
+}
+EXPORT_SYMBOL(migrate_vma_pages);
+
+/**
+ * migrate_vma_finalize() - map the final pages and release the migration
+ * @migrate: the structure migrate_vma_pages() was called with
+ *
+ * Replaces each migration entry by a mapping of the destination page where
+ * the move succeeded and of the source page elsewhere, puts system pages on
+ * the LRU, and unlocks and releases the source and destination pages. A
+ * destination page that was not used is freed here. The driver must have
+ * finished copying, and made the copy visible to the CPU, before it calls
+ * this.
+ *
+ * Context: Process context, mmap_lock held as for migrate_vma_setup(). May
+ * sleep.
+ * Return: nothing; every page of the range is mapped exactly once again.
+ */
+void migrate_vma_finalize(struct migrate_vma *migrate)
+{
+	mmap_assert_locked(migrate->vma->vm_mm);
+	migrate_finalize(migrate);
+}
+EXPORT_SYMBOL(migrate_vma_finalize);
+
+/* Unmap the pages collected by the pfn-based calls, wherever they are. */
+static void migrate_device_unmap(unsigned long *src_pfns, unsigned long npages)
+{
+	struct migrate_vma migrate = {
+		.src = src_pfns,
+		.npages = npages,
+		.flags = MIGRATE_VMA_RMAP,
+	};
+
+	migrate_unmap(&migrate);
+}
+
+/**
+ * migrate_device_range() - collect and unmap a range of device pages
+ * @src_pfns: array of @npages entries, filled by this function
+ * @start: first page frame number of the range
+ * @npages: number of page frames
+ *
+ * Like migrate_vma_setup(), but starts from device page frames instead of
+ * virtual addresses, for a driver that must empty its memory (on unbind, for
+ * example) without knowing where the pages are mapped. Each page frame that
+ * is in use, can be locked at once and is not held by anybody else is
+ * locked, unmapped from every process and gets
+ * ``migrate_pfn(pfn) | MIGRATE_PFN_MIGRATE`` in @src_pfns; the others get 0
+ * (a driver that must empty its memory retries those). The driver then
+ * allocates destinations, copies, and calls migrate_device_pages() and
+ * migrate_device_finalize().
+ *
+ * Context: Process context, no mmap_lock needed. May sleep.
+ * Return: 0.
+ */
+int migrate_device_range(unsigned long *src_pfns, unsigned long start,
+			 unsigned long npages)
+{
+	unsigned long i;
+
+	for (i = 0; i < npages; i++)
+		src_pfns[i] = migrate_collect_pfn(start + i);
+	migrate_device_unmap(src_pfns, npages);
+	return 0;
+}
+EXPORT_SYMBOL(migrate_device_range);
+
+/**
+ * migrate_device_pfns() - collect and unmap a list of device pages
+ * @src_pfns: on entry, @npages device page frame numbers in any order; on
+ *            return, the source entries as migrate_device_range() fills them
+ * @npages: number of entries
+ *
+ * Like migrate_device_range() for page frames that need not be contiguous.
+ *
+ * Context: Process context, no mmap_lock needed. May sleep.
+ * Return: 0.
+ */
+int migrate_device_pfns(unsigned long *src_pfns, unsigned long npages)
+{
+	unsigned long i;
+
+	for (i = 0; i < npages; i++)
+		src_pfns[i] = migrate_collect_pfn(src_pfns[i]);
+	migrate_device_unmap(src_pfns, npages);
+	return 0;
+}
+EXPORT_SYMBOL(migrate_device_pfns);
+
+/**
+ * migrate_device_pages() - move the struct page state to the destinations
+ * @src_pfns: source entries from migrate_device_range() or _pfns()
+ * @dst_pfns: destination entries filled by the driver, 0 for none
+ * @npages: number of entries
+ *
+ * The counterpart of migrate_vma_pages() for the pfn-based calls: entries
+ * that cannot move lose MIGRATE_PFN_MIGRATE in @src_pfns.
+ *
+ * Context: Process context. May sleep.
+ * Return: nothing; the entries that migrate are those of @src_pfns still
+ * marked MIGRATE_PFN_MIGRATE.
+ */
+void migrate_device_pages(unsigned long *src_pfns, unsigned long *dst_pfns,
+			  unsigned long npages)
+{
+	struct migrate_vma migrate = {
+		.src = src_pfns,
+		.dst = dst_pfns,
+		.npages = npages,
+		.flags = MIGRATE_VMA_RMAP,
+	};
+
+	migrate_move(&migrate);
+}
+EXPORT_SYMBOL(migrate_device_pages);
+
+/**
+ * migrate_device_finalize() - map the final pages and release the migration
+ * @src_pfns: source entries from migrate_device_range() or _pfns()
+ * @dst_pfns: destination entries given to migrate_device_pages()
+ * @npages: number of entries
+ *
+ * The counterpart of migrate_vma_finalize() for the pfn-based calls; it
+ * finds the mappings through each page's rmap, so it also finishes a
+ * migration started by migrate_vma_setup(). Destination pages given for
+ * entries that did not migrate are unlocked and released.
+ *
+ * Context: Process context. May sleep.
+ * Return: nothing; every source page that was mapped is mapped again,
+ * through its destination if it migrated.
+ */
+void migrate_device_finalize(unsigned long *src_pfns, unsigned long *dst_pfns,
+			     unsigned long npages)
+{
+	struct migrate_vma migrate = {
+		.src = src_pfns,
+		.dst = dst_pfns,
+		.npages = npages,
+		.flags = MIGRATE_VMA_RMAP,
+	};
+
+	migrate_finalize(&migrate);
+}
+EXPORT_SYMBOL(migrate_device_finalize);
+
+/**
+ * migrate_device_coherent_folio() - move a device coherent folio to system RAM
+ * @folio: the folio, on which the caller holds a reference
+ *
+ * Used by GUP before a long-term pin, which device memory must not get. The
+ * caller's reference is consumed: on success it has moved to the new folio
+ * through the mappings, on failure it is dropped.
+ *
+ * Context: Process context; takes the folio lock. May sleep.
+ * Return: 0 if the folio was migrated, -EBUSY if it could not be.
+ */
+int migrate_device_coherent_folio(struct folio *folio)
+{
+	unsigned long src_pfn, dst_pfn = 0;
+	struct migrate_vma migrate = {
+		.src = &src_pfn,
+		.dst = &dst_pfn,
+		.npages = 1,
+		.flags = MIGRATE_VMA_RMAP,
+	};
+	struct folio *dfolio;
+
+	WARN_ON_ONCE(folio_test_large(folio));
+
+	/* The caller's reference stands in for the one collect takes. */
+	folio_lock(folio);
+	src_pfn = migrate_pfn(folio_pfn(folio)) | MIGRATE_PFN_MIGRATE;
+	migrate_unmap(&migrate);
+	if (!(src_pfn & MIGRATE_PFN_MIGRATE))
+		return -EBUSY;
+
+	dfolio = folio_alloc(GFP_USER | __GFP_NOWARN, 0);
+	if (dfolio) {
+		folio_lock(dfolio);
+		dst_pfn = migrate_pfn(folio_pfn(dfolio));
+	}
+	migrate_move(&migrate);
+	if (src_pfn & MIGRATE_PFN_MIGRATE)
+		folio_copy(dfolio, folio);
+	migrate_finalize(&migrate);
+
+	return src_pfn & MIGRATE_PFN_MIGRATE ? 0 : -EBUSY;
+}

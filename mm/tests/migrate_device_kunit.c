@@ -1,0 +1,2194 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * KUnit tests for the device memory migration API of mm/migrate_device.c:
+ * migrate_vma_setup(), migrate_vma_pages(), migrate_vma_finalize(),
+ * migrate_device_range(), migrate_device_pages() and
+ * migrate_device_finalize().
+ *
+ * Each case builds a small user address space with kunit_vm_mmap() and acts
+ * as a device driver on it: it collects pages, hands out destination pages,
+ * copies data, and then checks what the CPU page table maps. The suite
+ * creates its own devices: two device-private pgmaps with different owners,
+ * each device page backed by a system page that holds its data, and, when
+ * the coherent_addr parameter names reserved CPU-addressable memory, two
+ * device-coherent pgmaps with the same two owners.
+ *
+ * Every VMA is smaller than a PMD, so no THP can back it in any
+ * transparent_hugepage mode and each address is mapped by one PTE.
+ */
+#include <kunit/resource.h>
+#include <kunit/test.h>
+#include <linux/bitmap.h>
+#include <linux/highmem.h>
+#include <linux/ioport.h>
+#include <linux/kthread.h>
+#include <linux/memremap.h>
+#include <linux/migrate.h>
+#include <linux/mm.h>
+#include <linux/mman.h>
+#include <linux/mmu_notifier.h>
+#include <linux/module.h>
+#include <linux/pagemap.h>
+#include <linux/sched/mm.h>
+#include <linux/sizes.h>
+#include <linux/swapops.h>
+#include <linux/uaccess.h>
+
+static unsigned long coherent_addr;
+module_param(coherent_addr, ulong, 0444);
+MODULE_PARM_DESC(coherent_addr,
+		 "Physical address of 256 MiB of reserved CPU-addressable memory (e.g. memmap=256M$addr) for the device-coherent cases; they are skipped without it");
+
+#define MDK_DEVICE_SIZE			SZ_2M
+/* Keeps the two coherent pgmaps in different memory sections. */
+#define MDK_COHERENT_OTHER_OFFSET	SZ_128M
+/*
+ * Fills src and dst before each call so that untouched entries show. It has
+ * MIGRATE_PFN_VALID clear, so a stray use can never reach a struct page.
+ */
+#define MDK_POISON			0x5a5a5a5a5a5a5a5aUL
+#define MDK_SELECT_ALL			(MIGRATE_VMA_SELECT_SYSTEM | \
+					 MIGRATE_VMA_SELECT_DEVICE_PRIVATE | \
+					 MIGRATE_VMA_SELECT_DEVICE_COHERENT)
+#define MDK_MAX_PAGES			16
+
+/* ------------------------------------------------------------------------
+ * Fake devices: a pgmap and a page allocator that hands out lowest pfn first.
+ */
+
+enum mdk_device_id {
+	MDK_PRIVATE,
+	MDK_PRIVATE_OTHER,
+	MDK_COHERENT,
+	MDK_COHERENT_OTHER,
+	MDK_NR_DEVICES,
+};
+
+struct mdk_device {
+	const char *name;
+	struct dev_pagemap pgmap;
+	struct resource *res;		/* the range a device-private pgmap took */
+	bool ready;
+	spinlock_t lock;		/* protects used and nr_free */
+	unsigned long *used;
+	unsigned long nr_pages;
+	unsigned long nr_free;
+	atomic_t nr_faults;		/* migrate_to_ram() calls */
+};
+
+/* pgmap owners: the driver under test and a foreign one. */
+static int mdk_owner, mdk_other_owner;
+static struct mdk_device mdk_devices[MDK_NR_DEVICES];
+
+static struct mdk_device *mdk_page_device(struct page *page)
+{
+	return container_of(page->pgmap, struct mdk_device, pgmap);
+}
+
+static unsigned long mdk_first_pfn(struct mdk_device *dev)
+{
+	return PHYS_PFN(dev->pgmap.range.start);
+}
+
+/* The system page holding a device-private page's data, else the page. */
+static struct page *mdk_data_page(struct page *page)
+{
+	return is_device_private_page(page) ? page->zone_device_data : page;
+}
+
+static bool mdk_device_page_used(struct mdk_device *dev, unsigned long pfn)
+{
+	return test_bit(pfn - mdk_first_pfn(dev), dev->used);
+}
+
+/* Returns a locked page with one reference, as drivers put in dst. */
+static struct page *mdk_device_alloc(struct mdk_device *dev)
+{
+	struct page *backing = NULL, *page;
+	unsigned long idx;
+
+	if (dev->pgmap.type == MEMORY_DEVICE_PRIVATE) {
+		backing = alloc_page(GFP_HIGHUSER);
+		if (!backing)
+			return NULL;
+	}
+
+	spin_lock(&dev->lock);
+	idx = find_first_zero_bit(dev->used, dev->nr_pages);
+	if (idx < dev->nr_pages) {
+		__set_bit(idx, dev->used);
+		dev->nr_free--;
+	}
+	spin_unlock(&dev->lock);
+
+	if (idx >= dev->nr_pages) {
+		if (backing)
+			__free_page(backing);
+		return NULL;
+	}
+
+	page = pfn_to_page(mdk_first_pfn(dev) + idx);
+	zone_device_page_init(page);
+	page->zone_device_data = backing;
+	return page;
+}
+
+/* Called under the page table lock when the last mapping goes away. */
+static void mdk_device_page_free(struct page *page)
+{
+	struct mdk_device *dev = mdk_page_device(page);
+
+	if (page->zone_device_data) {
+		__free_page(page->zone_device_data);
+		page->zone_device_data = NULL;
+	}
+
+	spin_lock(&dev->lock);
+	__clear_bit(page_to_pfn(page) - mdk_first_pfn(dev), dev->used);
+	dev->nr_free++;
+	spin_unlock(&dev->lock);
+}
+
+/* A CPU fault on a device-private page: migrate it back, as drivers do. */
+static vm_fault_t mdk_migrate_to_ram(struct vm_fault *vmf)
+{
+	struct mdk_device *dev = mdk_page_device(vmf->page);
+	unsigned long src = 0, dst = 0;
+	struct migrate_vma args = {
+		.vma		= vmf->vma,
+		.start		= vmf->address,
+		.end		= vmf->address + PAGE_SIZE,
+		.src		= &src,
+		.dst		= &dst,
+		.pgmap_owner	= dev->pgmap.owner,
+		.flags		= MIGRATE_VMA_SELECT_DEVICE_PRIVATE,
+		.fault_page	= vmf->page,
+	};
+	struct page *spage, *dpage;
+	vm_fault_t ret = 0;
+
+	atomic_inc(&dev->nr_faults);
+	if (migrate_vma_setup(&args))
+		return VM_FAULT_SIGBUS;
+
+	spage = migrate_pfn_to_page(src);
+	if (spage && (src & MIGRATE_PFN_MIGRATE)) {
+		dpage = alloc_page_vma(GFP_HIGHUSER_MOVABLE, vmf->vma,
+				       vmf->address);
+		if (dpage) {
+			lock_page(dpage);
+			copy_highpage(dpage, mdk_data_page(spage));
+			dst = migrate_pfn(page_to_pfn(dpage));
+		} else {
+			ret = VM_FAULT_OOM;
+		}
+	} else {
+		/*
+		 * A driver would retry, but nothing else migrates during these
+		 * tests: a page setup refuses now is refused forever, and the
+		 * CPU would refault endlessly. Fail the access instead.
+		 */
+		ret = VM_FAULT_SIGBUS;
+	}
+
+	migrate_vma_pages(&args);
+	migrate_vma_finalize(&args);
+	return ret;
+}
+
+static const struct dev_pagemap_ops mdk_pgmap_ops = {
+	.page_free	= mdk_device_page_free,
+	.migrate_to_ram	= mdk_migrate_to_ram,
+};
+
+static int mdk_device_create(struct mdk_device *dev, phys_addr_t start)
+{
+	void *ret;
+
+	if (dev->pgmap.type == MEMORY_DEVICE_PRIVATE) {
+		dev->res = request_free_mem_region(&iomem_resource,
+						   MDK_DEVICE_SIZE, dev->name);
+		if (IS_ERR_OR_NULL(dev->res))
+			return dev->res ? PTR_ERR(dev->res) : -ENOMEM;
+		start = dev->res->start;
+	} else if (region_intersects(start, MDK_DEVICE_SIZE,
+				     IORESOURCE_SYSTEM_RAM,
+				     IORES_DESC_NONE) != REGION_DISJOINT) {
+		pr_err("%s: %pa is System RAM, reserve it with memmap=\n",
+		       dev->name, &start);
+		return -EINVAL;
+	}
+
+	dev->nr_pages = MDK_DEVICE_SIZE >> PAGE_SHIFT;
+	dev->nr_free = dev->nr_pages;
+	dev->used = bitmap_zalloc(dev->nr_pages, GFP_KERNEL);
+	if (!dev->used)
+		goto release;
+
+	dev->pgmap.range.start = start;
+	dev->pgmap.range.end = start + MDK_DEVICE_SIZE - 1;
+	dev->pgmap.nr_range = 1;
+	dev->pgmap.ops = &mdk_pgmap_ops;
+	ret = memremap_pages(&dev->pgmap, numa_node_id());
+	if (IS_ERR(ret)) {
+		bitmap_free(dev->used);
+		goto release;
+	}
+	dev->ready = true;
+	return 0;
+
+release:
+	if (dev->res)
+		release_mem_region(dev->res->start, resource_size(dev->res));
+	dev->res = NULL;
+	return -ENOMEM;
+}
+
+static void mdk_device_destroy(struct mdk_device *dev)
+{
+	if (!dev->ready)
+		return;
+	/* memunmap_pages() would wait forever for the missing pages. */
+	if (dev->nr_free != dev->nr_pages) {
+		pr_err("%s: %lu pages never freed, leaving the pgmap in place\n",
+		       dev->name, dev->nr_pages - dev->nr_free);
+		return;
+	}
+	memunmap_pages(&dev->pgmap);
+	if (dev->res)
+		release_mem_region(dev->res->start, resource_size(dev->res));
+	bitmap_free(dev->used);
+	dev->res = NULL;
+	dev->ready = false;
+}
+
+static void mdk_device_describe(enum mdk_device_id id, const char *name,
+				enum memory_type type, void *owner)
+{
+	struct mdk_device *dev = &mdk_devices[id];
+
+	memset(dev, 0, sizeof(*dev));
+	dev->name = name;
+	dev->pgmap.type = type;
+	dev->pgmap.owner = owner;
+	spin_lock_init(&dev->lock);
+}
+
+static int mdk_suite_init(struct kunit_suite *suite)
+{
+	int ret;
+
+	mdk_device_describe(MDK_PRIVATE, "mdk_private",
+			    MEMORY_DEVICE_PRIVATE, &mdk_owner);
+	mdk_device_describe(MDK_PRIVATE_OTHER, "mdk_private_other",
+			    MEMORY_DEVICE_PRIVATE, &mdk_other_owner);
+	mdk_device_describe(MDK_COHERENT, "mdk_coherent",
+			    MEMORY_DEVICE_COHERENT, &mdk_owner);
+	mdk_device_describe(MDK_COHERENT_OTHER, "mdk_coherent_other",
+			    MEMORY_DEVICE_COHERENT, &mdk_other_owner);
+
+	ret = mdk_device_create(&mdk_devices[MDK_PRIVATE], 0);
+	if (!ret)
+		ret = mdk_device_create(&mdk_devices[MDK_PRIVATE_OTHER], 0);
+	if (ret) {
+		mdk_device_destroy(&mdk_devices[MDK_PRIVATE]);
+		return ret;
+	}
+
+	/* The coherent cases report a failure here when they run. */
+	if (coherent_addr && IS_ALIGNED(coherent_addr, SZ_2M) &&
+	    !mdk_device_create(&mdk_devices[MDK_COHERENT], coherent_addr))
+		mdk_device_create(&mdk_devices[MDK_COHERENT_OTHER],
+				  coherent_addr + MDK_COHERENT_OTHER_OFFSET);
+	return 0;
+}
+
+static void mdk_suite_exit(struct kunit_suite *suite)
+{
+	int i;
+
+	for (i = 0; i < MDK_NR_DEVICES; i++)
+		mdk_device_destroy(&mdk_devices[i]);
+}
+
+/* ------------------------------------------------------------------------
+ * Per-case state and the user address space.
+ */
+
+struct mdk_case {
+	/* A reference of our own, so cleanup can finalize before teardown. */
+	struct mm_struct *mm;
+	u64 *buf;
+	unsigned long free_at_start[MDK_NR_DEVICES];
+	int faults_at_start[MDK_NR_DEVICES];
+};
+
+static int mdk_case_init(struct kunit *test)
+{
+	struct mdk_case *c;
+	int i;
+
+	c = kunit_kzalloc(test, sizeof(*c), GFP_KERNEL);
+	if (!c)
+		return -ENOMEM;
+	c->buf = kunit_kmalloc(test, PAGE_SIZE, GFP_KERNEL);
+	if (!c->buf)
+		return -ENOMEM;
+	for (i = 0; i < MDK_NR_DEVICES; i++) {
+		c->free_at_start[i] = READ_ONCE(mdk_devices[i].nr_free);
+		c->faults_at_start[i] = atomic_read(&mdk_devices[i].nr_faults);
+	}
+	test->priv = c;
+	return 0;
+}
+
+static struct mdk_device *mdk_device(struct kunit *test, enum mdk_device_id id)
+{
+	struct mdk_device *dev = &mdk_devices[id];
+
+	if (!dev->ready && dev->pgmap.type == MEMORY_DEVICE_COHERENT &&
+	    !coherent_addr)
+		kunit_skip(test,
+			   "device-coherent cases need migrate_device_kunit.coherent_addr=");
+	KUNIT_ASSERT_TRUE_MSG(test, dev->ready, "%s could not be created",
+			      dev->name);
+	return dev;
+}
+
+static int mdk_faults(struct kunit *test, struct mdk_device *dev)
+{
+	struct mdk_case *c = test->priv;
+
+	return atomic_read(&dev->nr_faults) - c->faults_at_start[dev - mdk_devices];
+}
+
+KUNIT_DEFINE_ACTION_WRAPPER(mdk_mmput, mmput, struct mm_struct *);
+
+static unsigned long mdk_mmap_prot(struct kunit *test, unsigned long npages,
+				   unsigned long prot, unsigned long flags)
+{
+	struct mdk_case *c = test->priv;
+	unsigned long addr;
+
+	KUNIT_ASSERT_LT(test, npages * PAGE_SIZE, PMD_SIZE);
+	addr = kunit_vm_mmap(test, NULL, 0, npages * PAGE_SIZE, prot,
+			     flags, 0);
+	KUNIT_ASSERT_TRUE_MSG(test, addr && !IS_ERR_VALUE(addr),
+			      "kunit_vm_mmap: %ld", (long)addr);
+	if (!c->mm) {
+		c->mm = current->mm;
+		mmget(c->mm);
+		KUNIT_ASSERT_EQ(test, 0, kunit_add_action_or_reset(test, mdk_mmput, c->mm));
+	}
+	return addr;
+}
+
+static unsigned long mdk_mmap(struct kunit *test, unsigned long npages)
+{
+	return mdk_mmap_prot(test, npages, PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS);
+}
+
+static unsigned long mdk_page_addr(unsigned long addr, unsigned long i)
+{
+	return addr + i * PAGE_SIZE;
+}
+
+/* Page contents: a pattern derived from the page's user address. */
+static u64 mdk_seed(unsigned long addr)
+{
+	return addr >> PAGE_SHIFT;
+}
+
+/* What the "device" writes into memory it populates. */
+static u64 mdk_device_seed(unsigned long addr)
+{
+	return ~mdk_seed(addr);
+}
+
+static void mdk_fill(u64 *words, u64 seed)
+{
+	unsigned long i;
+
+	for (i = 0; i < PAGE_SIZE / sizeof(u64); i++)
+		words[i] = seed * 0x9e3779b97f4a7c15ULL + i;
+}
+
+static bool mdk_has_pattern(const u64 *words, u64 seed)
+{
+	unsigned long i;
+
+	for (i = 0; i < PAGE_SIZE / sizeof(u64); i++)
+		if (words[i] != seed * 0x9e3779b97f4a7c15ULL + i)
+			return false;
+	return true;
+}
+
+static void mdk_fill_page(struct page *page, u64 seed)
+{
+	u64 *words = kmap_local_page(mdk_data_page(page));
+
+	mdk_fill(words, seed);
+	kunmap_local(words);
+}
+
+static bool mdk_page_has_pattern(struct page *page, u64 seed)
+{
+	u64 *words = kmap_local_page(mdk_data_page(page));
+	bool ret = mdk_has_pattern(words, seed);
+
+	kunmap_local(words);
+	return ret;
+}
+
+static void mdk_write_user(struct kunit *test, unsigned long addr)
+{
+	struct mdk_case *c = test->priv;
+
+	mdk_fill(c->buf, mdk_seed(addr));
+	KUNIT_ASSERT_EQ(test, 0,
+			copy_to_user((void __user *)addr, c->buf, PAGE_SIZE));
+}
+
+/* Maps the zero page by reading an unpopulated address. */
+static void mdk_read_fault_user(struct kunit *test, unsigned long addr)
+{
+	struct mdk_case *c = test->priv;
+
+	KUNIT_ASSERT_EQ(test, 0,
+			copy_from_user(c->buf, (void __user *)addr, PAGE_SIZE));
+}
+
+/* Reads through the CPU mapping: device-private pages fault back. */
+static void mdk_expect_user_data(struct kunit *test, unsigned long addr,
+				 u64 seed)
+{
+	struct mdk_case *c = test->priv;
+
+	KUNIT_ASSERT_EQ(test, 0,
+			copy_from_user(c->buf, (void __user *)addr, PAGE_SIZE));
+	KUNIT_EXPECT_TRUE_MSG(test, mdk_has_pattern(c->buf, seed),
+			      "wrong data at %lx", addr);
+}
+
+static void mdk_expect_page_data(struct kunit *test, struct page *page,
+				 u64 seed)
+{
+	KUNIT_EXPECT_TRUE_MSG(test, mdk_page_has_pattern(page, seed),
+			      "wrong data in pfn %lx", page_to_pfn(page));
+}
+
+/* ------------------------------------------------------------------------
+ * Reading the CPU page table without faulting anything in.
+ */
+
+enum mdk_pte_kind {
+	MDK_PTE_NONE,
+	MDK_PTE_PRESENT,
+	MDK_PTE_DEVICE_PRIVATE,
+	MDK_PTE_MIGRATION,
+	MDK_PTE_OTHER,
+};
+
+struct mdk_pte {
+	enum mdk_pte_kind kind;
+	unsigned long pfn;
+	bool writable;
+};
+
+static int mdk_decode_pte(pte_t *ptep, unsigned long addr, void *data)
+{
+	struct mdk_pte *out = data;
+	pte_t pte = ptep_get(ptep);
+	swp_entry_t entry;
+
+	if (pte_present(pte)) {
+		out->kind = MDK_PTE_PRESENT;
+		out->pfn = pte_pfn(pte);
+		out->writable = pte_write(pte);
+		return 0;
+	}
+
+	entry = pte_to_swp_entry(pte);
+	if (is_device_private_entry(entry)) {
+		out->kind = MDK_PTE_DEVICE_PRIVATE;
+		out->pfn = swp_offset_pfn(entry);
+		out->writable = is_writable_device_private_entry(entry);
+	} else if (is_migration_entry(entry)) {
+		out->kind = MDK_PTE_MIGRATION;
+		out->pfn = swp_offset_pfn(entry);
+	} else {
+		out->kind = MDK_PTE_OTHER;
+	}
+	return 0;
+}
+
+static struct mdk_pte mdk_pte_at(struct kunit *test, unsigned long addr)
+{
+	struct mm_struct *mm = current->mm;
+	struct mdk_pte pte = { .kind = MDK_PTE_NONE };
+	int ret;
+
+	mmap_read_lock(mm);
+	ret = apply_to_existing_page_range(mm, addr, PAGE_SIZE,
+					   mdk_decode_pte, &pte);
+	mmap_read_unlock(mm);
+	KUNIT_EXPECT_EQ(test, ret, 0);
+	return pte;
+}
+
+/* The page mapped at @addr, asserted to be a normal or device page. */
+static struct page *mdk_page_at(struct kunit *test, unsigned long addr)
+{
+	struct mdk_pte pte = mdk_pte_at(test, addr);
+
+	KUNIT_ASSERT_TRUE_MSG(test, pte.kind == MDK_PTE_PRESENT ||
+			      pte.kind == MDK_PTE_DEVICE_PRIVATE,
+			      "nothing mapped at %lx (kind %d)", addr, pte.kind);
+	KUNIT_ASSERT_FALSE(test, is_zero_pfn(pte.pfn));
+	return pfn_to_page(pte.pfn);
+}
+
+static void mdk_expect_pte_kind(struct kunit *test, unsigned long addr,
+				enum mdk_pte_kind kind)
+{
+	struct mdk_pte pte = mdk_pte_at(test, addr);
+
+	KUNIT_EXPECT_EQ_MSG(test, pte.kind, kind, "at %lx", addr);
+}
+
+static void mdk_expect_zero_page(struct kunit *test, unsigned long addr)
+{
+	struct mdk_pte pte = mdk_pte_at(test, addr);
+
+	KUNIT_EXPECT_EQ_MSG(test, pte.kind, MDK_PTE_PRESENT, "at %lx", addr);
+	KUNIT_EXPECT_TRUE_MSG(test, is_zero_pfn(pte.pfn),
+			      "no zero page at %lx", addr);
+}
+
+/*
+ * @page is what @addr maps, through a present PTE or a device-private entry
+ * as its type requires, and nothing else maps it. @writable: 1 or 0 checks
+ * the mapping's write permission, -1 does not.
+ */
+static void mdk_expect_maps(struct kunit *test, unsigned long addr,
+			    struct page *page, int writable)
+{
+	struct mdk_pte pte = mdk_pte_at(test, addr);
+
+	KUNIT_EXPECT_EQ_MSG(test, pte.kind,
+			    is_device_private_page(page) ?
+			    MDK_PTE_DEVICE_PRIVATE : MDK_PTE_PRESENT,
+			    "at %lx", addr);
+	KUNIT_EXPECT_EQ_MSG(test, pte.pfn, page_to_pfn(page), "at %lx", addr);
+	KUNIT_EXPECT_EQ_MSG(test, folio_mapcount(page_folio(page)), 1,
+			    "pfn %lx", page_to_pfn(page));
+	if (writable >= 0)
+		KUNIT_EXPECT_EQ_MSG(test, pte.writable, !!writable,
+				    "at %lx", addr);
+}
+
+/*
+ * As mdk_expect_maps(), and the mapping holds the only reference. A system
+ * page may have one more, from the per-CPU LRU batch it was just added to
+ * (not yet PageLRU); a test cannot drain other CPUs' batches.
+ */
+static void mdk_expect_mapped_once(struct kunit *test, unsigned long addr,
+				   struct page *page, int writable)
+{
+	struct folio *folio = page_folio(page);
+	int refs = folio_ref_count(folio);
+
+	mdk_expect_maps(test, addr, page, writable);
+	if (folio_is_zone_device(folio) || folio_test_lru(folio))
+		KUNIT_EXPECT_EQ_MSG(test, refs, 1, "pfn %lx", page_to_pfn(page));
+	else
+		KUNIT_EXPECT_TRUE_MSG(test, refs == 1 || refs == 2,
+				      "pfn %lx has %d references",
+				      page_to_pfn(page), refs);
+}
+
+/*
+ * Tears the address space down and checks that every device page the case
+ * took went back to its device.
+ */
+static void mdk_expect_device_pages_freed(struct kunit *test)
+{
+	struct mdk_case *c = test->priv;
+	struct mm_struct *mm = c->mm;
+	int i;
+
+	if (mm) {
+		kthread_unuse_mm(mm);
+		mmput(mm);	/* the one kunit_vm_mmap() attached */
+		kunit_release_action(test, mdk_mmput, mm);
+		c->mm = NULL;
+	}
+	for (i = 0; i < MDK_NR_DEVICES; i++) {
+		struct mdk_device *dev = &mdk_devices[i];
+
+		if (dev->ready)
+			KUNIT_EXPECT_EQ_MSG(test, READ_ONCE(dev->nr_free),
+					    c->free_at_start[i],
+					    "%s pages leaked", dev->name);
+	}
+}
+
+/* ------------------------------------------------------------------------
+ * Migrations, closed by a cleanup action if a case stops halfway.
+ */
+
+struct mdk_migration {
+	struct migrate_vma args;
+	struct mm_struct *mm;
+	bool pages_done;
+};
+
+static unsigned long *mdk_poisoned_array(struct kunit *test,
+					 unsigned long npages)
+{
+	unsigned long *a, i;
+
+	a = kunit_kmalloc_array(test, npages, sizeof(*a), GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, a);
+	for (i = 0; i < npages; i++)
+		a[i] = MDK_POISON;
+	return a;
+}
+
+/* Unlocks and puts the destination pages migrate_*_pages() never saw. */
+static void mdk_drop_dst(unsigned long *dst, unsigned long npages)
+{
+	unsigned long i;
+
+	for (i = 0; i < npages; i++) {
+		struct page *page = migrate_pfn_to_page(dst[i]);
+
+		if (page) {
+			unlock_page(page);
+			put_page(page);
+		}
+		dst[i] = 0;
+	}
+}
+
+static void mdk_migration_close(void *data)
+{
+	struct mdk_migration *m = data;
+
+	if (!m->pages_done)
+		mdk_drop_dst(m->args.dst, m->args.npages);
+	mmap_read_lock(m->mm);
+	migrate_vma_finalize(&m->args);
+	mmap_read_unlock(m->mm);
+}
+
+static struct mdk_migration *mdk_new_migration(struct kunit *test,
+					       unsigned long addr,
+					       unsigned long npages,
+					       unsigned long flags,
+					       void *owner)
+{
+	struct mdk_migration *m;
+
+	m = kunit_kzalloc(test, sizeof(*m), GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, m);
+	m->mm = current->mm;
+	m->args.start = addr;
+	m->args.end = mdk_page_addr(addr, npages);
+	m->args.src = mdk_poisoned_array(test, npages);
+	m->args.dst = mdk_poisoned_array(test, npages);
+	m->args.pgmap_owner = owner;
+	m->args.flags = flags;
+	return m;
+}
+
+/* migrate_vma_setup() under the mmap lock; a success must be finalized. */
+static int mdk_try_setup(struct kunit *test, struct mdk_migration *m)
+{
+	int ret;
+
+	mmap_read_lock(m->mm);
+	m->args.vma = find_vma(m->mm, m->args.start);
+	ret = migrate_vma_setup(&m->args);
+	mmap_read_unlock(m->mm);
+	if (!ret)
+		KUNIT_ASSERT_EQ(test, 0,
+				kunit_add_action_or_reset(test,
+							  mdk_migration_close,
+							  m));
+	return ret;
+}
+
+static struct mdk_migration *mdk_setup(struct kunit *test, unsigned long addr,
+				       unsigned long npages,
+				       unsigned long flags, void *owner)
+{
+	struct mdk_migration *m;
+
+	m = mdk_new_migration(test, addr, npages, flags, owner);
+	KUNIT_ASSERT_EQ(test, mdk_try_setup(test, m), 0);
+	KUNIT_ASSERT_EQ(test, m->args.npages, npages);
+	return m;
+}
+
+static void mdk_pages(struct kunit *test, struct mdk_migration *m)
+{
+	mmap_read_lock(m->mm);
+	migrate_vma_pages(&m->args);
+	mmap_read_unlock(m->mm);
+	m->pages_done = true;
+}
+
+static void mdk_finalize(struct kunit *test, struct mdk_migration *m)
+{
+	kunit_release_action(test, mdk_migration_close, m);
+}
+
+static unsigned long mdk_count_migrating(const unsigned long *src,
+					 unsigned long npages)
+{
+	unsigned long i, n = 0;
+
+	for (i = 0; i < npages; i++)
+		n += !!(src[i] & MIGRATE_PFN_MIGRATE);
+	return n;
+}
+
+static struct page *mdk_system_alloc(void)
+{
+	struct page *page = alloc_page(GFP_HIGHUSER_MOVABLE);
+
+	if (page)
+		lock_page(page);
+	return page;
+}
+
+/*
+ * The driver's part for entry @i: a destination from @dev (system memory if
+ * NULL) holding the source data, or, for an address without a page, what
+ * the device writes there. Entries not marked for migration get nothing.
+ */
+static struct page *mdk_give_dst(struct kunit *test, unsigned long *src,
+				 unsigned long *dst, unsigned long i,
+				 unsigned long addr, struct mdk_device *dev)
+{
+	struct page *spage = migrate_pfn_to_page(src[i]);
+	struct page *dpage;
+
+	if (!(src[i] & MIGRATE_PFN_MIGRATE))
+		return NULL;
+	dpage = dev ? mdk_device_alloc(dev) : mdk_system_alloc();
+	KUNIT_ASSERT_NOT_NULL(test, dpage);
+	if (spage)
+		copy_highpage(mdk_data_page(dpage), mdk_data_page(spage));
+	else
+		mdk_fill_page(dpage, mdk_device_seed(addr));
+	dst[i] = migrate_pfn(page_to_pfn(dpage));
+	return dpage;
+}
+
+static struct page *mdk_give_vma_dst(struct kunit *test,
+				     struct mdk_migration *m, unsigned long i,
+				     struct mdk_device *dev)
+{
+	return mdk_give_dst(test, m->args.src, m->args.dst, i,
+			    mdk_page_addr(m->args.start, i), dev);
+}
+
+/* Moves every page of [addr, +npages) to @dev, asserting it all went. */
+static void mdk_move_to_device(struct kunit *test, unsigned long addr,
+			       unsigned long npages, struct mdk_device *dev)
+{
+	struct mdk_migration *m;
+	unsigned long i;
+
+	m = mdk_setup(test, addr, npages, MIGRATE_VMA_SELECT_SYSTEM,
+		      dev->pgmap.owner);
+	KUNIT_ASSERT_EQ(test, m->args.cpages, npages);
+	for (i = 0; i < npages; i++)
+		mdk_give_vma_dst(test, m, i, dev);
+	mdk_pages(test, m);
+	KUNIT_ASSERT_EQ(test, mdk_count_migrating(m->args.src, npages), npages);
+	mdk_finalize(test, m);
+}
+
+/* Moves [addr, +npages) back from the selected device memory. */
+static void mdk_move_to_system(struct kunit *test, unsigned long addr,
+			       unsigned long npages, unsigned long flags)
+{
+	struct mdk_migration *m;
+	unsigned long i;
+
+	m = mdk_setup(test, addr, npages, flags, &mdk_owner);
+	KUNIT_ASSERT_EQ(test, m->args.cpages, npages);
+	for (i = 0; i < npages; i++)
+		mdk_give_vma_dst(test, m, i, NULL);
+	mdk_pages(test, m);
+	KUNIT_ASSERT_EQ(test, mdk_count_migrating(m->args.src, npages), npages);
+	mdk_finalize(test, m);
+}
+
+/* ------------------------------------------------------------------------
+ * What a page of the user address space can be.
+ */
+
+enum mdk_kind {
+	MDK_SYSTEM,
+	MDK_HOLE,
+	MDK_ZERO,
+	MDK_OWN_PRIVATE,
+	MDK_OTHER_PRIVATE,
+	MDK_OWN_COHERENT,
+	MDK_OTHER_COHERENT,
+};
+
+static const char * const mdk_kind_names[] = {
+	[MDK_SYSTEM]		= "system page",
+	[MDK_HOLE]		= "hole",
+	[MDK_ZERO]		= "zero page",
+	[MDK_OWN_PRIVATE]	= "own device-private page",
+	[MDK_OTHER_PRIVATE]	= "other owner's device-private page",
+	[MDK_OWN_COHERENT]	= "own device-coherent page",
+	[MDK_OTHER_COHERENT]	= "other owner's device-coherent page",
+};
+
+static const enum mdk_device_id mdk_kind_device[] = {
+	[MDK_OWN_PRIVATE]	= MDK_PRIVATE,
+	[MDK_OTHER_PRIVATE]	= MDK_PRIVATE_OTHER,
+	[MDK_OWN_COHERENT]	= MDK_COHERENT,
+	[MDK_OTHER_COHERENT]	= MDK_COHERENT_OTHER,
+};
+
+/*
+ * Makes @addr a page of @kind holding its pattern and returns the page now
+ * mapped there (NULL for a hole or the zero page).
+ */
+static struct page *mdk_populate(struct kunit *test, unsigned long addr,
+				 enum mdk_kind kind)
+{
+	switch (kind) {
+	case MDK_HOLE:
+		return NULL;
+	case MDK_ZERO:
+		mdk_read_fault_user(test, addr);
+		mdk_expect_zero_page(test, addr);
+		return NULL;
+	case MDK_SYSTEM:
+		mdk_write_user(test, addr);
+		break;
+	default:
+		mdk_write_user(test, addr);
+		mdk_move_to_device(test, addr, 1,
+				   mdk_device(test, mdk_kind_device[kind]));
+		break;
+	}
+	return mdk_page_at(test, addr);
+}
+
+/* The src entry setup gives a writable page it collects. */
+static unsigned long mdk_collected(struct page *page)
+{
+	return migrate_pfn(page_to_pfn(page)) | MIGRATE_PFN_MIGRATE |
+	       MIGRATE_PFN_WRITE;
+}
+
+/* ------------------------------------------------------------------------
+ * migrate_vma_setup(): argument checking.
+ */
+
+struct mdk_bad_args {
+	const char *desc;
+	void (*spoil)(struct migrate_vma *args, struct vm_area_struct *vma,
+		      struct page *page);
+	unsigned long vm_flags;		/* added to the VMA first */
+};
+
+static void mdk_spoil_empty(struct migrate_vma *args,
+			    struct vm_area_struct *vma, struct page *page)
+{
+	args->end = args->start;
+}
+
+static void mdk_spoil_reversed(struct migrate_vma *args,
+			       struct vm_area_struct *vma, struct page *page)
+{
+	swap(args->start, args->end);
+}
+
+static void mdk_spoil_sub_page(struct migrate_vma *args,
+			       struct vm_area_struct *vma, struct page *page)
+{
+	args->end = args->start + PAGE_SIZE / 2;
+}
+
+static void mdk_spoil_start_below_vma(struct migrate_vma *args,
+				      struct vm_area_struct *vma,
+				      struct page *page)
+{
+	args->start = vma->vm_start - PAGE_SIZE;
+	args->end = vma->vm_start + PAGE_SIZE;
+}
+
+static void mdk_spoil_end_past_vma(struct migrate_vma *args,
+				   struct vm_area_struct *vma,
+				   struct page *page)
+{
+	args->start = vma->vm_start;
+	args->end = vma->vm_end + PAGE_SIZE;
+}
+
+static void mdk_spoil_start_at_vma_end(struct migrate_vma *args,
+				       struct vm_area_struct *vma,
+				       struct page *page)
+{
+	args->start = vma->vm_end;
+	args->end = vma->vm_end + PAGE_SIZE;
+}
+
+static void mdk_spoil_no_vma(struct migrate_vma *args,
+			     struct vm_area_struct *vma, struct page *page)
+{
+	args->vma = NULL;
+}
+
+static void mdk_spoil_no_src(struct migrate_vma *args,
+			     struct vm_area_struct *vma, struct page *page)
+{
+	args->src = NULL;
+}
+
+static void mdk_spoil_no_dst(struct migrate_vma *args,
+			     struct vm_area_struct *vma, struct page *page)
+{
+	args->dst = NULL;
+}
+
+static void mdk_spoil_system_fault_page(struct migrate_vma *args,
+					struct vm_area_struct *vma,
+					struct page *page)
+{
+	args->fault_page = page;
+}
+
+static void mdk_spoil_nothing(struct migrate_vma *args,
+			      struct vm_area_struct *vma, struct page *page)
+{
+}
+
+static void mdk_spoil_no_select_flags(struct migrate_vma *args,
+				      struct vm_area_struct *vma,
+				      struct page *page)
+{
+	args->flags = 0;
+}
+
+static void mdk_spoil_unknown_flag(struct migrate_vma *args,
+				   struct vm_area_struct *vma,
+				   struct page *page)
+{
+	args->flags |= BIT(20);
+}
+
+static void mdk_spoil_unaligned_start(struct migrate_vma *args,
+				      struct vm_area_struct *vma,
+				      struct page *page)
+{
+	args->start += 64;
+}
+
+static void mdk_spoil_unaligned_end(struct migrate_vma *args,
+				    struct vm_area_struct *vma,
+				    struct page *page)
+{
+	args->end -= 64;
+}
+
+static const struct mdk_bad_args mdk_bad_args_cases[] = {
+	{ "empty range", mdk_spoil_empty },
+	{ "end before start", mdk_spoil_reversed },
+	{ "range shorter than a page", mdk_spoil_sub_page },
+	{ "start below the VMA", mdk_spoil_start_below_vma },
+	{ "end past the VMA", mdk_spoil_end_past_vma },
+	{ "start at the VMA end", mdk_spoil_start_at_vma_end },
+	{ "no VMA", mdk_spoil_no_vma },
+	{ "no src array", mdk_spoil_no_src },
+	{ "no dst array", mdk_spoil_no_dst },
+	{ "fault_page not device-private", mdk_spoil_system_fault_page },
+	{ "VM_SPECIAL VMA", mdk_spoil_nothing, VM_DONTEXPAND },
+	{ "no selection flag", mdk_spoil_no_select_flags },
+	{ "unknown flag", mdk_spoil_unknown_flag },
+	{ "unaligned start", mdk_spoil_unaligned_start },
+	{ "unaligned end", mdk_spoil_unaligned_end },
+};
+
+KUNIT_ARRAY_PARAM_DESC(mdk_bad_args, mdk_bad_args_cases, desc);
+
+static void mdk_add_vm_flags(struct mm_struct *mm, unsigned long addr,
+			     unsigned long vm_flags)
+{
+	struct vm_area_struct *vma;
+
+	mmap_write_lock(mm);
+	vma = find_vma(mm, addr);
+	vm_flags_set(vma, vm_flags);
+	mmap_write_unlock(mm);
+}
+
+/* -EINVAL, and nothing touched: arrays, mappings, data. */
+static void migrate_vma_setup_rejects_bad_arguments(struct kunit *test)
+{
+	const struct mdk_bad_args *p = test->param_value;
+	/* Room for a walk that wrongly runs past the four pages. */
+	const unsigned long nslots = 8, npages = 4;
+	struct page *pages[4];
+	unsigned long addr, i, *src, *dst;
+	struct migrate_vma args = {};
+	struct mm_struct *mm;
+	int ret;
+
+	addr = mdk_mmap(test, npages);
+	mm = current->mm;
+	for (i = 0; i < npages; i++)
+		pages[i] = mdk_populate(test, mdk_page_addr(addr, i), MDK_SYSTEM);
+	if (p->vm_flags)
+		mdk_add_vm_flags(mm, addr, p->vm_flags);
+
+	src = mdk_poisoned_array(test, nslots);
+	dst = mdk_poisoned_array(test, nslots);
+	args.start = addr;
+	args.end = mdk_page_addr(addr, npages);
+	args.src = src;
+	args.dst = dst;
+	args.pgmap_owner = &mdk_owner;
+	args.flags = MIGRATE_VMA_SELECT_SYSTEM;
+
+	mmap_read_lock(mm);
+	args.vma = find_vma(mm, addr);
+	p->spoil(&args, args.vma, pages[0]);
+	ret = migrate_vma_setup(&args);
+	/* Accepted after all: put the collected pages back right away. */
+	if (!ret && args.src && args.dst)
+		migrate_vma_finalize(&args);
+	mmap_read_unlock(mm);
+
+	KUNIT_EXPECT_EQ(test, ret, -EINVAL);
+	for (i = 0; i < nslots; i++) {
+		KUNIT_EXPECT_EQ_MSG(test, src[i], MDK_POISON, "src[%lu]", i);
+		KUNIT_EXPECT_EQ_MSG(test, dst[i], MDK_POISON, "dst[%lu]", i);
+	}
+	for (i = 0; i < npages; i++) {
+		mdk_expect_mapped_once(test, mdk_page_addr(addr, i), pages[i], 1);
+		mdk_expect_user_data(test, mdk_page_addr(addr, i),
+				     mdk_seed(mdk_page_addr(addr, i)));
+	}
+	mdk_expect_device_pages_freed(test);
+}
+
+/* ------------------------------------------------------------------------
+ * migrate_vma_setup(): what it selects.
+ */
+
+struct mdk_select {
+	enum mdk_kind kind;
+	unsigned long flags;
+	bool selected;
+};
+
+#define MDK_SEL_SYS	MIGRATE_VMA_SELECT_SYSTEM
+#define MDK_SEL_PRIV	MIGRATE_VMA_SELECT_DEVICE_PRIVATE
+#define MDK_SEL_COH	MIGRATE_VMA_SELECT_DEVICE_COHERENT
+
+static const struct mdk_select mdk_select_cases[] = {
+	{ MDK_SYSTEM,		MDK_SEL_SYS,	true },
+	{ MDK_SYSTEM,		MDK_SEL_PRIV,	false },
+	{ MDK_SYSTEM,		MDK_SEL_COH,	false },
+	{ MDK_SYSTEM,		MDK_SELECT_ALL,	true },
+	{ MDK_OWN_PRIVATE,	MDK_SEL_SYS,	false },
+	{ MDK_OWN_PRIVATE,	MDK_SEL_PRIV,	true },
+	{ MDK_OWN_PRIVATE,	MDK_SEL_COH,	false },
+	{ MDK_OWN_PRIVATE,	MDK_SELECT_ALL,	true },
+	{ MDK_OTHER_PRIVATE,	MDK_SEL_SYS,	false },
+	{ MDK_OTHER_PRIVATE,	MDK_SEL_PRIV,	false },
+	{ MDK_OTHER_PRIVATE,	MDK_SEL_COH,	false },
+	{ MDK_OTHER_PRIVATE,	MDK_SELECT_ALL,	false },
+	{ MDK_OWN_COHERENT,	MDK_SEL_SYS,	false },
+	{ MDK_OWN_COHERENT,	MDK_SEL_PRIV,	false },
+	{ MDK_OWN_COHERENT,	MDK_SEL_COH,	true },
+	{ MDK_OWN_COHERENT,	MDK_SELECT_ALL,	true },
+	{ MDK_OTHER_COHERENT,	MDK_SEL_SYS,	false },
+	{ MDK_OTHER_COHERENT,	MDK_SEL_PRIV,	false },
+	{ MDK_OTHER_COHERENT,	MDK_SEL_COH,	false },
+	{ MDK_OTHER_COHERENT,	MDK_SELECT_ALL,	false },
+};
+
+static const char *mdk_flags_name(unsigned long flags)
+{
+	switch (flags) {
+	case MDK_SEL_SYS:
+		return "SELECT_SYSTEM";
+	case MDK_SEL_PRIV:
+		return "SELECT_DEVICE_PRIVATE";
+	case MDK_SEL_COH:
+		return "SELECT_DEVICE_COHERENT";
+	case MDK_SELECT_ALL:
+		return "all SELECT flags";
+	}
+	return "?";
+}
+
+static void mdk_select_desc(const struct mdk_select *p, char *desc)
+{
+	snprintf(desc, KUNIT_PARAM_DESC_SIZE, "%s with %s",
+		 mdk_kind_names[p->kind], mdk_flags_name(p->flags));
+}
+
+KUNIT_ARRAY_PARAM(mdk_select, mdk_select_cases, mdk_select_desc);
+
+/*
+ * A page is collected only when its type's flag is given and, for device
+ * pages, its pgmap owner is the caller's; anything else reads 0 and stays.
+ */
+static void migrate_vma_setup_selects_by_type_flag_and_owner(struct kunit *test)
+{
+	const struct mdk_select *p = test->param_value;
+	struct mdk_migration *m;
+	struct page *page;
+	unsigned long addr;
+
+	addr = mdk_mmap(test, 1);
+	page = mdk_populate(test, addr, p->kind);
+
+	m = mdk_setup(test, addr, 1, p->flags, &mdk_owner);
+	KUNIT_EXPECT_EQ(test, m->args.src[0],
+			p->selected ? mdk_collected(page) : 0);
+	KUNIT_EXPECT_EQ(test, m->args.dst[0], 0);
+	KUNIT_EXPECT_EQ(test, m->args.cpages, p->selected ? 1 : 0);
+	if (!p->selected)
+		mdk_expect_mapped_once(test, addr, page, 1);
+
+	mdk_pages(test, m);
+	mdk_finalize(test, m);
+	mdk_expect_mapped_once(test, addr, page, 1);
+	mdk_expect_page_data(test, page, mdk_seed(addr));
+	mdk_expect_device_pages_freed(test);
+}
+
+/* Each entry of a range mixing every kind is encoded on its own. */
+static void migrate_vma_setup_encodes_each_entry_of_mixed_range(struct kunit *test)
+{
+	static const enum mdk_kind kinds[] = {
+		MDK_SYSTEM, MDK_HOLE, MDK_ZERO, MDK_OWN_PRIVATE,
+		MDK_OTHER_PRIVATE, MDK_SYSTEM, MDK_OWN_PRIVATE, MDK_HOLE,
+	};
+	const unsigned long npages = ARRAY_SIZE(kinds);
+	struct page *pages[ARRAY_SIZE(kinds)];
+	unsigned long addr, i, expect, cpages = 0;
+	struct mdk_migration *m;
+
+	addr = mdk_mmap(test, npages);
+	for (i = 0; i < npages; i++)
+		pages[i] = mdk_populate(test, mdk_page_addr(addr, i), kinds[i]);
+
+	m = mdk_setup(test, addr, npages, MDK_SELECT_ALL, &mdk_owner);
+	for (i = 0; i < npages; i++) {
+		switch (kinds[i]) {
+		case MDK_HOLE:
+		case MDK_ZERO:
+			expect = MIGRATE_PFN_MIGRATE;
+			break;
+		case MDK_OTHER_PRIVATE:
+			expect = 0;
+			break;
+		default:
+			expect = mdk_collected(pages[i]);
+			break;
+		}
+		cpages += !!expect;
+		KUNIT_EXPECT_EQ_MSG(test, m->args.src[i], expect, "src[%lu]", i);
+		KUNIT_EXPECT_EQ_MSG(test, m->args.dst[i], 0, "dst[%lu]", i);
+	}
+	KUNIT_EXPECT_EQ(test, m->args.cpages, cpages);
+	KUNIT_EXPECT_EQ(test, m->args.end, mdk_page_addr(addr, npages));
+
+	mdk_pages(test, m);
+	mdk_finalize(test, m);
+	for (i = 0; i < npages; i++) {
+		unsigned long a = mdk_page_addr(addr, i);
+
+		if (kinds[i] == MDK_HOLE)
+			mdk_expect_pte_kind(test, a, MDK_PTE_NONE);
+		else if (kinds[i] == MDK_ZERO)
+			mdk_expect_zero_page(test, a);
+		else
+			mdk_expect_mapped_once(test, a, pages[i], 1);
+		if (pages[i])
+			mdk_expect_page_data(test, pages[i], mdk_seed(a));
+	}
+	mdk_expect_device_pages_freed(test);
+}
+
+/* ------------------------------------------------------------------------
+ * Holes and the zero page.
+ */
+
+/* Holes and the zero page are offered as MIGRATE without a page. */
+static void migrate_vma_setup_offers_holes_and_zero_page(struct kunit *test)
+{
+	static const enum mdk_kind kinds[] = {
+		MDK_SYSTEM, MDK_HOLE, MDK_ZERO, MDK_HOLE,
+	};
+	const unsigned long npages = ARRAY_SIZE(kinds);
+	struct page *page;
+	struct mdk_migration *m;
+	unsigned long addr, i;
+
+	addr = mdk_mmap(test, npages);
+	for (i = 0; i < npages; i++)
+		mdk_populate(test, mdk_page_addr(addr, i), kinds[i]);
+	page = mdk_page_at(test, addr);
+
+	m = mdk_setup(test, addr, npages, MIGRATE_VMA_SELECT_SYSTEM,
+		      &mdk_owner);
+	KUNIT_EXPECT_EQ(test, m->args.src[0], mdk_collected(page));
+	for (i = 1; i < npages; i++)
+		KUNIT_EXPECT_EQ_MSG(test, m->args.src[i], MIGRATE_PFN_MIGRATE,
+				    "src[%lu]", i);
+	KUNIT_EXPECT_EQ(test, m->args.cpages, npages);
+
+	/* No destinations: everything is left as it was. */
+	mdk_pages(test, m);
+	mdk_finalize(test, m);
+	mdk_expect_mapped_once(test, addr, page, 1);
+	mdk_expect_pte_kind(test, mdk_page_addr(addr, 1), MDK_PTE_NONE);
+	mdk_expect_zero_page(test, mdk_page_addr(addr, 2));
+	mdk_expect_pte_kind(test, mdk_page_addr(addr, 3), MDK_PTE_NONE);
+	mdk_expect_device_pages_freed(test);
+}
+
+/* A range with no page table at all is offered page by page. */
+static void migrate_vma_setup_offers_unpopulated_range(struct kunit *test)
+{
+	const unsigned long npages = 4;
+	struct mdk_migration *m;
+	unsigned long addr, i;
+
+	addr = mdk_mmap(test, npages);
+	m = mdk_setup(test, addr, npages, MIGRATE_VMA_SELECT_SYSTEM,
+		      &mdk_owner);
+	for (i = 0; i < npages; i++) {
+		KUNIT_EXPECT_EQ_MSG(test, m->args.src[i], MIGRATE_PFN_MIGRATE,
+				    "src[%lu]", i);
+		KUNIT_EXPECT_EQ_MSG(test, m->args.dst[i], 0, "dst[%lu]", i);
+	}
+	KUNIT_EXPECT_EQ(test, m->args.cpages, npages);
+	mdk_pages(test, m);
+	mdk_finalize(test, m);
+	for (i = 0; i < npages; i++)
+		mdk_expect_pte_kind(test, mdk_page_addr(addr, i), MDK_PTE_NONE);
+	mdk_expect_device_pages_freed(test);
+}
+
+/* The zero page is system memory: it needs SELECT_SYSTEM. */
+static void migrate_vma_setup_skips_zero_page_without_select_system(struct kunit *test)
+{
+	struct mdk_migration *m;
+	struct page *page;
+	unsigned long addr;
+
+	addr = mdk_mmap(test, 2);
+	mdk_populate(test, addr, MDK_ZERO);
+	page = mdk_populate(test, mdk_page_addr(addr, 1), MDK_OWN_PRIVATE);
+
+	m = mdk_setup(test, addr, 2, MIGRATE_VMA_SELECT_DEVICE_PRIVATE,
+		      &mdk_owner);
+	KUNIT_EXPECT_EQ(test, m->args.src[0], 0);
+	KUNIT_EXPECT_EQ(test, m->args.src[1], mdk_collected(page));
+	KUNIT_EXPECT_EQ(test, m->args.cpages, 1);
+	mdk_pages(test, m);
+	mdk_finalize(test, m);
+	mdk_expect_zero_page(test, addr);
+	mdk_expect_mapped_once(test, mdk_page_addr(addr, 1), page, 1);
+	mdk_expect_device_pages_freed(test);
+}
+
+/* Device memory fills holes and replaces the zero page, writable. */
+static void migrate_vma_pages_fills_holes_and_zero_page_with_device_pages(struct kunit *test)
+{
+	static const enum mdk_kind kinds[] = {
+		MDK_HOLE, MDK_ZERO, MDK_SYSTEM, MDK_HOLE,
+	};
+	const unsigned long npages = ARRAY_SIZE(kinds);
+	struct mdk_device *dev = mdk_device(test, MDK_PRIVATE);
+	struct page *dpages[ARRAY_SIZE(kinds)];
+	struct mdk_migration *m;
+	unsigned long addr, i;
+
+	addr = mdk_mmap(test, npages);
+	for (i = 0; i < npages; i++)
+		mdk_populate(test, mdk_page_addr(addr, i), kinds[i]);
+
+	m = mdk_setup(test, addr, npages, MIGRATE_VMA_SELECT_SYSTEM,
+		      &mdk_owner);
+	KUNIT_ASSERT_EQ(test, m->args.cpages, npages);
+	for (i = 0; i < npages; i++)
+		dpages[i] = mdk_give_vma_dst(test, m, i, dev);
+	mdk_pages(test, m);
+	KUNIT_EXPECT_EQ(test, mdk_count_migrating(m->args.src, npages), npages);
+	mdk_finalize(test, m);
+
+	for (i = 0; i < npages; i++)
+		mdk_expect_mapped_once(test, mdk_page_addr(addr, i), dpages[i], 1);
+	for (i = 0; i < npages; i++) {
+		unsigned long a = mdk_page_addr(addr, i);
+
+		mdk_expect_user_data(test, a, kinds[i] == MDK_SYSTEM ?
+				     mdk_seed(a) : mdk_device_seed(a));
+	}
+	KUNIT_EXPECT_EQ(test, mdk_faults(test, dev), npages);
+	mdk_expect_device_pages_freed(test);
+}
+
+/* The same where no page table exists yet: migrate_vma_pages() makes one. */
+static void migrate_vma_pages_fills_unpopulated_range_with_device_pages(struct kunit *test)
+{
+	const unsigned long npages = 4;
+	struct mdk_device *dev = mdk_device(test, MDK_PRIVATE);
+	struct page *dpages[4];
+	struct mdk_migration *m;
+	unsigned long addr, i;
+
+	addr = mdk_mmap(test, npages);
+	m = mdk_setup(test, addr, npages, MIGRATE_VMA_SELECT_SYSTEM,
+		      &mdk_owner);
+	KUNIT_ASSERT_EQ(test, m->args.cpages, npages);
+	for (i = 0; i < npages; i++)
+		dpages[i] = mdk_give_vma_dst(test, m, i, dev);
+	mdk_pages(test, m);
+	KUNIT_EXPECT_EQ(test, mdk_count_migrating(m->args.src, npages), npages);
+	mdk_finalize(test, m);
+
+	for (i = 0; i < npages; i++)
+		mdk_expect_mapped_once(test, mdk_page_addr(addr, i), dpages[i], 1);
+	for (i = 0; i < npages; i++)
+		mdk_expect_user_data(test, mdk_page_addr(addr, i),
+				     mdk_device_seed(mdk_page_addr(addr, i)));
+	mdk_expect_device_pages_freed(test);
+}
+
+/* ------------------------------------------------------------------------
+ * Pages that must stay where they are.
+ */
+
+enum mdk_busy {
+	MDK_PINNED,
+	MDK_REFERENCED,
+	MDK_LOCKED,
+};
+
+static const struct {
+	enum mdk_busy how;
+	const char *desc;
+} mdk_busy_cases[] = {
+	{ MDK_PINNED, "pinned with pin_user_pages()" },
+	{ MDK_REFERENCED, "one extra reference" },
+	{ MDK_LOCKED, "locked" },
+};
+
+KUNIT_ARRAY_PARAM_DESC(mdk_busy, mdk_busy_cases, desc);
+
+KUNIT_DEFINE_ACTION_WRAPPER(mdk_unpin_page, unpin_user_page, struct page *);
+KUNIT_DEFINE_ACTION_WRAPPER(mdk_put_page, put_page, struct page *);
+KUNIT_DEFINE_ACTION_WRAPPER(mdk_unlock_page, unlock_page, struct page *);
+
+static void mdk_make_busy(struct kunit *test, unsigned long addr,
+			  enum mdk_busy how)
+{
+	struct mm_struct *mm = current->mm;
+	struct page *page;
+	long n;
+
+	mmap_read_lock(mm);
+	if (how == MDK_PINNED)
+		n = pin_user_pages(addr, 1, FOLL_WRITE, &page);
+	else
+		n = get_user_pages(addr, 1, 0, &page);
+	mmap_read_unlock(mm);
+	KUNIT_ASSERT_EQ(test, n, 1);
+
+	switch (how) {
+	case MDK_PINNED:
+		KUNIT_ASSERT_EQ(test, 0, kunit_add_action_or_reset(test, mdk_unpin_page, page));
+		break;
+	case MDK_REFERENCED:
+		KUNIT_ASSERT_EQ(test, 0, kunit_add_action_or_reset(test, mdk_put_page, page));
+		break;
+	case MDK_LOCKED:
+		/* The mapping keeps the page alive without our reference. */
+		lock_page(page);
+		put_page(page);
+		KUNIT_ASSERT_EQ(test, 0, kunit_add_action_or_reset(test, mdk_unlock_page, page));
+		break;
+	}
+}
+
+/*
+ * A page setup cannot have to itself reads 0 and stays mapped, while the
+ * rest of the range migrates.
+ */
+static void migrate_vma_setup_leaves_busy_page_mapped(struct kunit *test)
+{
+	const typeof(mdk_busy_cases[0]) *p = test->param_value;
+	const unsigned long npages = 4, busy = 1;
+	struct mdk_device *dev = mdk_device(test, MDK_PRIVATE);
+	struct page *pages[4], *dpages[4];
+	struct mdk_migration *m;
+	unsigned long addr, i;
+
+	addr = mdk_mmap(test, npages);
+	for (i = 0; i < npages; i++)
+		pages[i] = mdk_populate(test, mdk_page_addr(addr, i), MDK_SYSTEM);
+	mdk_make_busy(test, mdk_page_addr(addr, busy), p->how);
+
+	m = mdk_setup(test, addr, npages, MIGRATE_VMA_SELECT_SYSTEM,
+		      &mdk_owner);
+	for (i = 0; i < npages; i++)
+		KUNIT_EXPECT_EQ_MSG(test, m->args.src[i],
+				    i == busy ? 0 : mdk_collected(pages[i]),
+				    "src[%lu]", i);
+	KUNIT_EXPECT_EQ(test, m->args.cpages, npages - 1);
+	mdk_expect_maps(test, mdk_page_addr(addr, busy), pages[busy], 1);
+
+	for (i = 0; i < npages; i++)
+		dpages[i] = mdk_give_vma_dst(test, m, i, dev);
+	mdk_pages(test, m);
+	mdk_finalize(test, m);
+
+	for (i = 0; i < npages; i++) {
+		unsigned long a = mdk_page_addr(addr, i);
+
+		if (i == busy) {
+			mdk_expect_maps(test, a, pages[i], 1);
+			mdk_expect_page_data(test, pages[i], mdk_seed(a));
+		} else {
+			mdk_expect_mapped_once(test, a, dpages[i], 1);
+			mdk_expect_page_data(test, dpages[i], mdk_seed(a));
+		}
+	}
+	KUNIT_EXPECT_EQ(test, mdk_faults(test, dev), 0);
+	if (p->how == MDK_LOCKED)
+		kunit_release_action(test, mdk_unlock_page, pages[busy]);
+	for (i = 0; i < npages; i++)
+		mdk_expect_user_data(test, mdk_page_addr(addr, i),
+				     mdk_seed(mdk_page_addr(addr, i)));
+	mdk_expect_device_pages_freed(test);
+}
+
+/* A shared (non-anonymous) mapping: no holes offered, pages stay put. */
+static void migrate_vma_keeps_shared_mapping_in_system_memory(struct kunit *test)
+{
+	const unsigned long npages = 4;
+	struct mdk_device *dev = mdk_device(test, MDK_PRIVATE);
+	struct page *pages[4] = {};
+	struct mdk_migration *m;
+	unsigned long addr, i;
+
+	addr = mdk_mmap_prot(test, npages, PROT_READ | PROT_WRITE,
+			     MAP_SHARED | MAP_ANONYMOUS);
+	pages[0] = mdk_populate(test, addr, MDK_SYSTEM);
+	pages[3] = mdk_populate(test, mdk_page_addr(addr, 3), MDK_SYSTEM);
+
+	m = mdk_setup(test, addr, npages, MIGRATE_VMA_SELECT_SYSTEM,
+		      &mdk_owner);
+	KUNIT_EXPECT_EQ(test, m->args.src[1], 0);
+	KUNIT_EXPECT_EQ(test, m->args.src[2], 0);
+	KUNIT_EXPECT_EQ(test, m->args.cpages,
+			mdk_count_migrating(m->args.src, npages));
+
+	for (i = 0; i < npages; i++)
+		mdk_give_vma_dst(test, m, i, dev);
+	mdk_pages(test, m);
+	KUNIT_EXPECT_EQ(test, mdk_count_migrating(m->args.src, npages), 0);
+	mdk_finalize(test, m);
+
+	for (i = 0; i < npages; i += 3) {
+		mdk_expect_maps(test, mdk_page_addr(addr, i), pages[i], 1);
+		mdk_expect_user_data(test, mdk_page_addr(addr, i),
+				     mdk_seed(mdk_page_addr(addr, i)));
+	}
+	mdk_expect_pte_kind(test, mdk_page_addr(addr, 1), MDK_PTE_NONE);
+	mdk_expect_pte_kind(test, mdk_page_addr(addr, 2), MDK_PTE_NONE);
+	KUNIT_EXPECT_EQ(test, dev->nr_free,
+			((struct mdk_case *)test->priv)->free_at_start[MDK_PRIVATE]);
+	mdk_expect_device_pages_freed(test);
+}
+
+/* ------------------------------------------------------------------------
+ * Drivers that migrate only part of a range.
+ */
+
+/* Entries without dst stay; after finalize each page is mapped once. */
+static void migrate_vma_partial_migration_maps_each_page_once(struct kunit *test)
+{
+	const unsigned long npages = 8;
+	struct mdk_device *dev = mdk_device(test, MDK_PRIVATE);
+	struct page *pages[8], *dpages[8] = {};
+	struct mdk_migration *m;
+	unsigned long addr, i;
+
+	addr = mdk_mmap(test, npages);
+	for (i = 0; i < npages; i++)
+		pages[i] = mdk_populate(test, mdk_page_addr(addr, i), MDK_SYSTEM);
+
+	m = mdk_setup(test, addr, npages, MIGRATE_VMA_SELECT_SYSTEM,
+		      &mdk_owner);
+	KUNIT_ASSERT_EQ(test, m->args.cpages, npages);
+	for (i = 0; i < npages; i += 2)
+		dpages[i] = mdk_give_vma_dst(test, m, i, dev);
+	mdk_pages(test, m);
+	for (i = 0; i < npages; i++)
+		KUNIT_EXPECT_EQ_MSG(test,
+				    !!(m->args.src[i] & MIGRATE_PFN_MIGRATE),
+				    i % 2 == 0, "src[%lu]", i);
+	mdk_finalize(test, m);
+
+	for (i = 0; i < npages; i++) {
+		unsigned long a = mdk_page_addr(addr, i);
+		struct page *now = i % 2 ? pages[i] : dpages[i];
+
+		mdk_expect_mapped_once(test, a, now, 1);
+		mdk_expect_page_data(test, now, mdk_seed(a));
+	}
+	for (i = 0; i < npages; i++)
+		mdk_expect_user_data(test, mdk_page_addr(addr, i),
+				     mdk_seed(mdk_page_addr(addr, i)));
+	KUNIT_EXPECT_EQ(test, mdk_faults(test, dev), npages / 2);
+	mdk_expect_device_pages_freed(test);
+}
+
+/* A driver that could allocate nothing leaves the range as it was. */
+static void migrate_vma_without_destinations_restores_every_page(struct kunit *test)
+{
+	static const enum mdk_kind kinds[] = {
+		MDK_SYSTEM, MDK_SYSTEM, MDK_HOLE, MDK_ZERO,
+		MDK_OWN_PRIVATE, MDK_SYSTEM,
+	};
+	const unsigned long npages = ARRAY_SIZE(kinds);
+	struct page *pages[ARRAY_SIZE(kinds)];
+	struct mdk_migration *m;
+	unsigned long addr, i;
+
+	addr = mdk_mmap(test, npages);
+	for (i = 0; i < npages; i++)
+		pages[i] = mdk_populate(test, mdk_page_addr(addr, i), kinds[i]);
+
+	m = mdk_setup(test, addr, npages, MDK_SELECT_ALL, &mdk_owner);
+	KUNIT_ASSERT_EQ(test, m->args.cpages, npages);
+	mdk_pages(test, m);
+	KUNIT_EXPECT_EQ(test, mdk_count_migrating(m->args.src, npages), 0);
+	mdk_finalize(test, m);
+
+	for (i = 0; i < npages; i++) {
+		unsigned long a = mdk_page_addr(addr, i);
+
+		if (kinds[i] == MDK_HOLE) {
+			mdk_expect_pte_kind(test, a, MDK_PTE_NONE);
+		} else if (kinds[i] == MDK_ZERO) {
+			mdk_expect_zero_page(test, a);
+		} else {
+			mdk_expect_mapped_once(test, a, pages[i], 1);
+			mdk_expect_page_data(test, pages[i], mdk_seed(a));
+		}
+	}
+	mdk_expect_device_pages_freed(test);
+}
+
+/* Back to system memory for some entries; the others stay on the device. */
+static void migrate_vma_partial_migration_to_system_keeps_rest_on_device(struct kunit *test)
+{
+	const unsigned long npages = 4;
+	struct mdk_device *dev = mdk_device(test, MDK_PRIVATE);
+	struct page *dpages[4], *spages[4] = {};
+	struct mdk_migration *m;
+	unsigned long addr, i;
+
+	addr = mdk_mmap(test, npages);
+	for (i = 0; i < npages; i++)
+		mdk_write_user(test, mdk_page_addr(addr, i));
+	mdk_move_to_device(test, addr, npages, dev);
+	for (i = 0; i < npages; i++)
+		dpages[i] = mdk_page_at(test, mdk_page_addr(addr, i));
+
+	m = mdk_setup(test, addr, npages, MIGRATE_VMA_SELECT_DEVICE_PRIVATE,
+		      &mdk_owner);
+	KUNIT_ASSERT_EQ(test, m->args.cpages, npages);
+	for (i = 0; i < npages; i += 2)
+		spages[i] = mdk_give_vma_dst(test, m, i, NULL);
+	mdk_pages(test, m);
+	mdk_finalize(test, m);
+
+	for (i = 0; i < npages; i++) {
+		unsigned long a = mdk_page_addr(addr, i);
+		struct page *now = i % 2 ? dpages[i] : spages[i];
+
+		mdk_expect_mapped_once(test, a, now, 1);
+		mdk_expect_page_data(test, now, mdk_seed(a));
+		KUNIT_EXPECT_EQ_MSG(test,
+				    mdk_device_page_used(dev, page_to_pfn(dpages[i])),
+				    i % 2 == 1, "device page of entry %lu", i);
+	}
+	KUNIT_EXPECT_EQ(test, mdk_faults(test, dev), 0);
+	mdk_expect_device_pages_freed(test);
+}
+
+/* ------------------------------------------------------------------------
+ * Whole round trips.
+ */
+
+/* System -> device -> system with migrate_vma_*(): all pages, all data. */
+static void migrate_vma_round_trip_keeps_data(struct kunit *test)
+{
+	const unsigned long npages = MDK_MAX_PAGES;
+	struct mdk_device *dev = mdk_device(test, MDK_PRIVATE);
+	struct mdk_case *c = test->priv;
+	unsigned long addr, i;
+
+	addr = mdk_mmap(test, npages);
+	for (i = 0; i < npages; i++)
+		mdk_write_user(test, mdk_page_addr(addr, i));
+
+	mdk_move_to_device(test, addr, npages, dev);
+	KUNIT_EXPECT_EQ(test, dev->nr_free, c->free_at_start[MDK_PRIVATE] - npages);
+	for (i = 0; i < npages; i++) {
+		unsigned long a = mdk_page_addr(addr, i);
+		struct page *page = mdk_page_at(test, a);
+
+		KUNIT_EXPECT_PTR_EQ(test, page->pgmap, &dev->pgmap);
+		mdk_expect_mapped_once(test, a, page, 1);
+		mdk_expect_page_data(test, page, mdk_seed(a));
+	}
+
+	mdk_move_to_system(test, addr, npages,
+			   MIGRATE_VMA_SELECT_DEVICE_PRIVATE);
+	KUNIT_EXPECT_EQ(test, dev->nr_free, c->free_at_start[MDK_PRIVATE]);
+	for (i = 0; i < npages; i++) {
+		unsigned long a = mdk_page_addr(addr, i);
+		struct page *page = mdk_page_at(test, a);
+
+		KUNIT_EXPECT_FALSE(test, is_zone_device_page(page));
+		mdk_expect_mapped_once(test, a, page, 1);
+		mdk_expect_user_data(test, a, mdk_seed(a));
+	}
+	KUNIT_EXPECT_EQ(test, mdk_faults(test, dev), 0);
+	mdk_expect_device_pages_freed(test);
+}
+
+/* CPU faults on device-private pages bring them back through migrate_to_ram. */
+static void migrate_to_ram_round_trip_keeps_data(struct kunit *test)
+{
+	const unsigned long npages = 8;
+	struct mdk_device *dev = mdk_device(test, MDK_PRIVATE);
+	struct mdk_case *c = test->priv;
+	unsigned long addr, i;
+
+	addr = mdk_mmap(test, npages);
+	for (i = 0; i < npages; i++)
+		mdk_write_user(test, mdk_page_addr(addr, i));
+	mdk_move_to_device(test, addr, npages, dev);
+
+	/* Half read, half written: both fault the page back. */
+	for (i = 0; i < npages; i += 2)
+		mdk_expect_user_data(test, mdk_page_addr(addr, i),
+				     mdk_seed(mdk_page_addr(addr, i)));
+	for (i = 1; i < npages; i += 2)
+		mdk_write_user(test, mdk_page_addr(addr, i));
+	KUNIT_EXPECT_EQ(test, mdk_faults(test, dev), npages);
+	KUNIT_EXPECT_EQ(test, dev->nr_free, c->free_at_start[MDK_PRIVATE]);
+
+	for (i = 0; i < npages; i++) {
+		unsigned long a = mdk_page_addr(addr, i);
+		struct page *page = mdk_page_at(test, a);
+
+		KUNIT_EXPECT_FALSE(test, is_zone_device_page(page));
+		mdk_expect_mapped_once(test, a, page, 1);
+		mdk_expect_page_data(test, page, mdk_seed(a));
+	}
+	mdk_expect_device_pages_freed(test);
+}
+
+/* Coherent memory is mapped like system memory and read without faults. */
+static void migrate_vma_coherent_round_trip_keeps_data(struct kunit *test)
+{
+	const unsigned long npages = 8;
+	struct mdk_device *dev = mdk_device(test, MDK_COHERENT);
+	unsigned long addr, i;
+
+	addr = mdk_mmap(test, npages);
+	for (i = 0; i < npages; i++)
+		mdk_write_user(test, mdk_page_addr(addr, i));
+
+	mdk_move_to_device(test, addr, npages, dev);
+	for (i = 0; i < npages; i++) {
+		unsigned long a = mdk_page_addr(addr, i);
+		struct page *page = mdk_page_at(test, a);
+
+		KUNIT_EXPECT_TRUE(test, is_device_coherent_page(page));
+		KUNIT_EXPECT_PTR_EQ(test, page->pgmap, &dev->pgmap);
+		mdk_expect_mapped_once(test, a, page, 1);
+		mdk_expect_user_data(test, a, mdk_seed(a));
+		mdk_expect_maps(test, a, page, 1);
+	}
+
+	mdk_move_to_system(test, addr, npages,
+			   MIGRATE_VMA_SELECT_DEVICE_COHERENT);
+	for (i = 0; i < npages; i++) {
+		unsigned long a = mdk_page_addr(addr, i);
+		struct page *page = mdk_page_at(test, a);
+
+		KUNIT_EXPECT_FALSE(test, is_zone_device_page(page));
+		mdk_expect_mapped_once(test, a, page, 1);
+		mdk_expect_user_data(test, a, mdk_seed(a));
+	}
+	mdk_expect_device_pages_freed(test);
+}
+
+/* Write permission follows the mapping, not dst's MIGRATE_PFN_WRITE. */
+static void migrate_vma_keeps_read_only_mapping_read_only(struct kunit *test)
+{
+	const unsigned long npages = 2;
+	struct mdk_device *dev = mdk_device(test, MDK_PRIVATE);
+	struct page *page, *dpages[2];
+	struct mdk_migration *m;
+	unsigned long addr, i;
+	long n;
+
+	addr = mdk_mmap_prot(test, npages, PROT_READ,
+			     MAP_PRIVATE | MAP_ANONYMOUS);
+	/* Give the read-only mapping data the way ptrace would. */
+	mmap_read_lock(current->mm);
+	n = get_user_pages(addr, 1, FOLL_WRITE | FOLL_FORCE, &page);
+	mmap_read_unlock(current->mm);
+	KUNIT_ASSERT_EQ(test, n, 1);
+	mdk_fill_page(page, mdk_seed(addr));
+	put_page(page);
+	KUNIT_ASSERT_EQ(test, mdk_pte_at(test, addr).writable, false);
+
+	m = mdk_setup(test, addr, npages, MIGRATE_VMA_SELECT_SYSTEM,
+		      &mdk_owner);
+	KUNIT_EXPECT_EQ(test, m->args.src[0],
+			migrate_pfn(page_to_pfn(page)) | MIGRATE_PFN_MIGRATE);
+	KUNIT_EXPECT_EQ(test, m->args.src[1], MIGRATE_PFN_MIGRATE);
+	for (i = 0; i < npages; i++) {
+		dpages[i] = mdk_give_vma_dst(test, m, i, dev);
+		m->args.dst[i] |= MIGRATE_PFN_WRITE;
+	}
+	mdk_pages(test, m);
+	KUNIT_EXPECT_EQ(test, mdk_count_migrating(m->args.src, npages), npages);
+	mdk_finalize(test, m);
+
+	for (i = 0; i < npages; i++)
+		mdk_expect_mapped_once(test, mdk_page_addr(addr, i), dpages[i], 0);
+	mdk_expect_user_data(test, addr, mdk_seed(addr));
+	mdk_expect_user_data(test, mdk_page_addr(addr, 1),
+			     mdk_device_seed(mdk_page_addr(addr, 1)));
+	KUNIT_EXPECT_EQ(test, mdk_faults(test, dev), npages);
+	for (i = 0; i < npages; i++)
+		mdk_expect_mapped_once(test, mdk_page_addr(addr, i),
+				       mdk_page_at(test, mdk_page_addr(addr, i)), 0);
+	mdk_expect_device_pages_freed(test);
+}
+
+#ifdef CONFIG_MMU_NOTIFIER
+struct mdk_notifier {
+	struct mmu_interval_notifier sub;
+	unsigned int nr_migrate;
+	unsigned int nr_wrong_owner;
+	unsigned long start, end;
+};
+
+static bool mdk_notifier_invalidate(struct mmu_interval_notifier *sub,
+				    const struct mmu_notifier_range *range,
+				    unsigned long cur_seq)
+{
+	struct mdk_notifier *n = container_of(sub, struct mdk_notifier, sub);
+
+	mmu_interval_set_seq(sub, cur_seq);
+	if (range->event != MMU_NOTIFY_MIGRATE)
+		return true;
+	n->nr_migrate++;
+	if (range->owner != &mdk_owner)
+		n->nr_wrong_owner++;
+	n->start = min(n->start, range->start);
+	n->end = max(n->end, range->end);
+	return true;
+}
+
+static const struct mmu_interval_notifier_ops mdk_notifier_ops = {
+	.invalidate = mdk_notifier_invalidate,
+};
+
+KUNIT_DEFINE_ACTION_WRAPPER(mdk_notifier_remove, mmu_interval_notifier_remove,
+			    struct mmu_interval_notifier *);
+
+/*
+ * The invalidations a migration sends are MMU_NOTIFY_MIGRATE tagged with
+ * pgmap_owner, so the owning driver can skip its own device mappings.
+ */
+static void migrate_vma_notifies_migrate_event_with_owner(struct kunit *test)
+{
+	static const enum mdk_kind kinds[] = {
+		MDK_SYSTEM, MDK_HOLE, MDK_SYSTEM, MDK_SYSTEM,
+	};
+	const unsigned long npages = ARRAY_SIZE(kinds);
+	struct mdk_device *dev = mdk_device(test, MDK_PRIVATE);
+	struct mdk_notifier *n;
+	struct mdk_migration *m;
+	unsigned long addr, i;
+
+	addr = mdk_mmap(test, npages);
+	for (i = 0; i < npages; i++)
+		mdk_populate(test, mdk_page_addr(addr, i), kinds[i]);
+
+	n = kunit_kzalloc(test, sizeof(*n), GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, n);
+	n->start = ULONG_MAX;
+	KUNIT_ASSERT_EQ(test, 0,
+			mmu_interval_notifier_insert(&n->sub, current->mm, addr,
+						     npages * PAGE_SIZE,
+						     &mdk_notifier_ops));
+	KUNIT_ASSERT_EQ(test, 0,
+			kunit_add_action_or_reset(test, mdk_notifier_remove,
+						  &n->sub));
+
+	m = mdk_setup(test, addr, npages, MIGRATE_VMA_SELECT_SYSTEM,
+		      &mdk_owner);
+	KUNIT_EXPECT_GE(test, n->nr_migrate, 1);
+	KUNIT_EXPECT_LE(test, n->start, addr);
+	KUNIT_EXPECT_GE(test, n->end, mdk_page_addr(addr, npages));
+	for (i = 0; i < npages; i++)
+		mdk_give_vma_dst(test, m, i, dev);
+	mdk_pages(test, m);
+	mdk_finalize(test, m);
+	KUNIT_EXPECT_EQ(test, n->nr_wrong_owner, 0);
+
+	kunit_release_action(test, mdk_notifier_remove, &n->sub);
+	mdk_expect_device_pages_freed(test);
+}
+#else
+static void migrate_vma_notifies_migrate_event_with_owner(struct kunit *test)
+{
+	kunit_skip(test, "needs CONFIG_MMU_NOTIFIER");
+}
+#endif
+
+/* ------------------------------------------------------------------------
+ * Device-pfn migrations: evicting device memory without knowing its VMAs.
+ */
+
+struct mdk_eviction {
+	unsigned long *src, *dst;
+	unsigned long npages;
+	bool pages_done;
+};
+
+static void mdk_eviction_close(void *data)
+{
+	struct mdk_eviction *e = data;
+
+	if (!e->pages_done)
+		mdk_drop_dst(e->dst, e->npages);
+	migrate_device_finalize(e->src, e->dst, e->npages);
+}
+
+static struct mdk_eviction *mdk_new_eviction(struct kunit *test,
+					     unsigned long npages)
+{
+	struct mdk_eviction *e;
+
+	e = kunit_kzalloc(test, sizeof(*e), GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, e);
+	e->src = mdk_poisoned_array(test, npages);
+	e->dst = mdk_poisoned_array(test, npages);
+	e->npages = npages;
+	return e;
+}
+
+static void mdk_evict_range(struct kunit *test, struct mdk_eviction *e,
+			    unsigned long first_pfn)
+{
+	int ret = migrate_device_range(e->src, first_pfn, e->npages);
+
+	/* Whatever it collected must be finalized. */
+	KUNIT_ASSERT_EQ(test, 0,
+			kunit_add_action_or_reset(test, mdk_eviction_close, e));
+	KUNIT_ASSERT_EQ(test, ret, 0);
+}
+
+/* Copies each collected page to a new system page and finishes. */
+static void mdk_finish_eviction(struct kunit *test, struct mdk_eviction *e,
+				struct page **spages)
+{
+	unsigned long i;
+
+	for (i = 0; i < e->npages; i++) {
+		e->dst[i] = 0;
+		spages[i] = mdk_give_dst(test, e->src, e->dst, i, 0, NULL);
+	}
+	migrate_device_pages(e->src, e->dst, e->npages);
+	e->pages_done = true;
+	for (i = 0; i < e->npages; i++)
+		KUNIT_EXPECT_EQ_MSG(test,
+				    !!(e->src[i] & MIGRATE_PFN_MIGRATE),
+				    !!spages[i], "src[%lu]", i);
+	kunit_release_action(test, mdk_eviction_close, e);
+}
+
+/*
+ * Four pages on the device, the second migrated back by a CPU fault: the
+ * device then holds used, free, used, used, free, free pages.
+ */
+static unsigned long mdk_fragmented_device(struct kunit *test,
+					   struct mdk_device *dev,
+					   unsigned long addr,
+					   unsigned long *pfns)
+{
+	unsigned long i;
+
+	for (i = 0; i < 4; i++)
+		mdk_write_user(test, mdk_page_addr(addr, i));
+	mdk_move_to_device(test, addr, 4, dev);
+	for (i = 0; i < 4; i++)
+		pfns[i] = page_to_pfn(mdk_page_at(test, mdk_page_addr(addr, i)));
+	/* The allocator hands out the lowest free pfn first. */
+	for (i = 1; i < 4; i++)
+		KUNIT_ASSERT_EQ(test, pfns[i], pfns[0] + i);
+	for (i = 4; i < 6; i++)
+		KUNIT_ASSERT_FALSE(test, mdk_device_page_used(dev, pfns[0] + i));
+	mdk_expect_user_data(test, mdk_page_addr(addr, 1),
+			     mdk_seed(mdk_page_addr(addr, 1)));
+	KUNIT_ASSERT_FALSE(test, mdk_device_page_used(dev, pfns[1]));
+	return pfns[0];
+}
+
+/* Only pages in use are collected (and unmapped); free ones read 0. */
+static void migrate_device_range_collects_used_pages_only(struct kunit *test)
+{
+	static const bool used[] = { true, false, true, true, false, false };
+	const unsigned long npages = ARRAY_SIZE(used);
+	struct mdk_device *dev = mdk_device(test, MDK_PRIVATE);
+	struct page *spages[ARRAY_SIZE(used)];
+	unsigned long addr, first, pfns[4], i;
+	struct mdk_eviction *e;
+
+	addr = mdk_mmap(test, 4);
+	first = mdk_fragmented_device(test, dev, addr, pfns);
+	e = mdk_new_eviction(test, npages);
+	mdk_evict_range(test, e, first);
+	for (i = 0; i < npages; i++)
+		KUNIT_EXPECT_EQ_MSG(test, e->src[i] & ~MIGRATE_PFN_WRITE,
+				    used[i] ? migrate_pfn(first + i) |
+					      MIGRATE_PFN_MIGRATE : 0,
+				    "src[%lu]", i);
+	for (i = 0; i < 4; i++)
+		mdk_expect_pte_kind(test, mdk_page_addr(addr, i),
+				    used[i] ? MDK_PTE_MIGRATION : MDK_PTE_PRESENT);
+
+	mdk_finish_eviction(test, e, spages);
+	for (i = 0; i < 4; i++) {
+		unsigned long a = mdk_page_addr(addr, i);
+
+		if (used[i])
+			mdk_expect_mapped_once(test, a, spages[i], 1);
+		mdk_expect_user_data(test, a, mdk_seed(a));
+	}
+	for (i = 0; i < npages; i++)
+		KUNIT_EXPECT_FALSE(test, mdk_device_page_used(dev, first + i));
+	KUNIT_EXPECT_EQ(test, mdk_faults(test, dev), 1);
+	mdk_expect_device_pages_freed(test);
+}
+
+/* A device page someone else holds locked is left mapped on the device. */
+static void migrate_device_range_skips_locked_page(struct kunit *test)
+{
+	const unsigned long npages = 4, locked = 2;
+	struct mdk_device *dev = mdk_device(test, MDK_PRIVATE);
+	struct page *spages[4], *dpage;
+	unsigned long addr, first, pfns[4], i;
+	struct mdk_eviction *e;
+
+	addr = mdk_mmap(test, 4);
+	first = mdk_fragmented_device(test, dev, addr, pfns);
+	dpage = pfn_to_page(pfns[locked]);
+	lock_page(dpage);
+	KUNIT_ASSERT_EQ(test, 0,
+			kunit_add_action_or_reset(test, mdk_unlock_page, dpage));
+
+	e = mdk_new_eviction(test, npages);
+	mdk_evict_range(test, e, first);
+	KUNIT_EXPECT_EQ(test, e->src[locked], 0);
+	KUNIT_EXPECT_EQ(test, e->src[1], 0);
+	mdk_expect_maps(test, mdk_page_addr(addr, locked), dpage, 1);
+	mdk_finish_eviction(test, e, spages);
+	kunit_release_action(test, mdk_unlock_page, dpage);
+
+	mdk_expect_maps(test, mdk_page_addr(addr, locked), dpage, 1);
+	mdk_expect_page_data(test, dpage, mdk_seed(mdk_page_addr(addr, locked)));
+	mdk_expect_mapped_once(test, addr, spages[0], 1);
+	mdk_expect_mapped_once(test, mdk_page_addr(addr, 3), spages[3], 1);
+	for (i = 0; i < 4; i++)
+		mdk_expect_user_data(test, mdk_page_addr(addr, i),
+				     mdk_seed(mdk_page_addr(addr, i)));
+	/* The fault of mdk_fragmented_device() and the one on the locked page. */
+	KUNIT_EXPECT_EQ(test, mdk_faults(test, dev), 2);
+	mdk_expect_device_pages_freed(test);
+}
+
+/* Without destinations every device page is mapped again where it was. */
+static void migrate_device_range_restores_pages_without_destination(struct kunit *test)
+{
+	const unsigned long npages = 4;
+	struct mdk_device *dev = mdk_device(test, MDK_PRIVATE);
+	struct page *dpages[4];
+	struct mdk_eviction *e;
+	unsigned long addr, i;
+
+	addr = mdk_mmap(test, npages);
+	for (i = 0; i < npages; i++)
+		mdk_write_user(test, mdk_page_addr(addr, i));
+	mdk_move_to_device(test, addr, npages, dev);
+	for (i = 0; i < npages; i++)
+		dpages[i] = mdk_page_at(test, mdk_page_addr(addr, i));
+
+	e = mdk_new_eviction(test, npages);
+	mdk_evict_range(test, e, page_to_pfn(dpages[0]));
+	KUNIT_EXPECT_EQ(test, mdk_count_migrating(e->src, npages), npages);
+	for (i = 0; i < npages; i++)
+		e->dst[i] = 0;
+	migrate_device_pages(e->src, e->dst, npages);
+	e->pages_done = true;
+	KUNIT_EXPECT_EQ(test, mdk_count_migrating(e->src, npages), 0);
+	kunit_release_action(test, mdk_eviction_close, e);
+
+	for (i = 0; i < npages; i++) {
+		unsigned long a = mdk_page_addr(addr, i);
+
+		mdk_expect_mapped_once(test, a, dpages[i], 1);
+		mdk_expect_page_data(test, dpages[i], mdk_seed(a));
+	}
+	KUNIT_EXPECT_EQ(test, mdk_faults(test, dev), 0);
+	mdk_expect_device_pages_freed(test);
+}
+
+/*
+ * migrate_device_pfns() takes an array of raw device pfns, in any order, and
+ * encodes it in place like migrate_device_range().
+ */
+static void migrate_device_pfns_collects_used_pages_only(struct kunit *test)
+{
+	struct mdk_device *dev = mdk_device(test, MDK_PRIVATE);
+	struct page *spages[4];
+	unsigned long addr, first, pfns[4], i;
+	struct mdk_eviction *e;
+
+	addr = mdk_mmap(test, 4);
+	first = mdk_fragmented_device(test, dev, addr, pfns);
+	e = mdk_new_eviction(test, 4);
+	e->src[0] = pfns[3];
+	e->src[1] = pfns[1];		/* freed by the fault */
+	e->src[2] = pfns[0];
+	e->src[3] = first + 5;		/* never used */
+	KUNIT_ASSERT_EQ(test, 0,
+			kunit_add_action_or_reset(test, mdk_eviction_close, e));
+	KUNIT_ASSERT_EQ(test, migrate_device_pfns(e->src, 4), 0);
+	KUNIT_EXPECT_EQ(test, e->src[0] & ~MIGRATE_PFN_WRITE,
+			migrate_pfn(pfns[3]) | MIGRATE_PFN_MIGRATE);
+	KUNIT_EXPECT_EQ(test, e->src[1], 0);
+	KUNIT_EXPECT_EQ(test, e->src[2] & ~MIGRATE_PFN_WRITE,
+			migrate_pfn(pfns[0]) | MIGRATE_PFN_MIGRATE);
+	KUNIT_EXPECT_EQ(test, e->src[3], 0);
+	mdk_expect_pte_kind(test, mdk_page_addr(addr, 2), MDK_PTE_DEVICE_PRIVATE);
+
+	mdk_finish_eviction(test, e, spages);
+	mdk_expect_mapped_once(test, mdk_page_addr(addr, 3), spages[0], 1);
+	mdk_expect_mapped_once(test, addr, spages[2], 1);
+	for (i = 0; i < 4; i++)
+		mdk_expect_user_data(test, mdk_page_addr(addr, i),
+				     mdk_seed(mdk_page_addr(addr, i)));
+	mdk_expect_device_pages_freed(test);
+}
+
+static void migrate_device_pfns_skips_locked_page(struct kunit *test)
+{
+	struct mdk_device *dev = mdk_device(test, MDK_PRIVATE);
+	struct page *spages[2], *dpage;
+	unsigned long addr, pfns[4];
+	struct mdk_eviction *e;
+
+	addr = mdk_mmap(test, 4);
+	mdk_fragmented_device(test, dev, addr, pfns);
+	dpage = pfn_to_page(pfns[2]);
+	lock_page(dpage);
+	KUNIT_ASSERT_EQ(test, 0,
+			kunit_add_action_or_reset(test, mdk_unlock_page, dpage));
+
+	e = mdk_new_eviction(test, 2);
+	e->src[0] = pfns[2];
+	e->src[1] = pfns[3];
+	KUNIT_ASSERT_EQ(test, 0,
+			kunit_add_action_or_reset(test, mdk_eviction_close, e));
+	KUNIT_ASSERT_EQ(test, migrate_device_pfns(e->src, 2), 0);
+	KUNIT_EXPECT_EQ(test, e->src[0], 0);
+	KUNIT_EXPECT_EQ(test, e->src[1] & ~MIGRATE_PFN_WRITE,
+			migrate_pfn(pfns[3]) | MIGRATE_PFN_MIGRATE);
+	mdk_finish_eviction(test, e, spages);
+	kunit_release_action(test, mdk_unlock_page, dpage);
+
+	mdk_expect_maps(test, mdk_page_addr(addr, 2), dpage, 1);
+	mdk_expect_mapped_once(test, mdk_page_addr(addr, 3), spages[1], 1);
+	mdk_expect_user_data(test, mdk_page_addr(addr, 2),
+			     mdk_seed(mdk_page_addr(addr, 2)));
+	mdk_expect_device_pages_freed(test);
+}
+
+static struct kunit_case migrate_device_test_cases[] = {
+	KUNIT_CASE_PARAM(migrate_vma_setup_rejects_bad_arguments,
+			 mdk_bad_args_gen_params),
+	KUNIT_CASE_PARAM(migrate_vma_setup_selects_by_type_flag_and_owner,
+			 mdk_select_gen_params),
+	KUNIT_CASE(migrate_vma_setup_encodes_each_entry_of_mixed_range),
+	KUNIT_CASE(migrate_vma_setup_offers_holes_and_zero_page),
+	KUNIT_CASE(migrate_vma_setup_offers_unpopulated_range),
+	KUNIT_CASE(migrate_vma_setup_skips_zero_page_without_select_system),
+	KUNIT_CASE(migrate_vma_pages_fills_holes_and_zero_page_with_device_pages),
+	KUNIT_CASE(migrate_vma_pages_fills_unpopulated_range_with_device_pages),
+	KUNIT_CASE_PARAM(migrate_vma_setup_leaves_busy_page_mapped,
+			 mdk_busy_gen_params),
+	KUNIT_CASE(migrate_vma_keeps_shared_mapping_in_system_memory),
+	KUNIT_CASE(migrate_vma_partial_migration_maps_each_page_once),
+	KUNIT_CASE(migrate_vma_without_destinations_restores_every_page),
+	KUNIT_CASE(migrate_vma_partial_migration_to_system_keeps_rest_on_device),
+	KUNIT_CASE(migrate_vma_round_trip_keeps_data),
+	KUNIT_CASE(migrate_to_ram_round_trip_keeps_data),
+	KUNIT_CASE(migrate_vma_coherent_round_trip_keeps_data),
+	KUNIT_CASE(migrate_vma_keeps_read_only_mapping_read_only),
+	KUNIT_CASE(migrate_vma_notifies_migrate_event_with_owner),
+	KUNIT_CASE(migrate_device_range_collects_used_pages_only),
+	KUNIT_CASE(migrate_device_range_skips_locked_page),
+	KUNIT_CASE(migrate_device_range_restores_pages_without_destination),
+	KUNIT_CASE(migrate_device_pfns_collects_used_pages_only),
+	KUNIT_CASE(migrate_device_pfns_skips_locked_page),
+	{}
+};
+
+static struct kunit_suite migrate_device_test_suite = {
+	.name = "migrate_device",
+	.suite_init = mdk_suite_init,
+	.suite_exit = mdk_suite_exit,
+	.init = mdk_case_init,
+	.test_cases = migrate_device_test_cases,
+};
+
+kunit_test_suite(migrate_device_test_suite);
+
+MODULE_DESCRIPTION("KUnit tests for device memory migration");
+MODULE_LICENSE("GPL");
