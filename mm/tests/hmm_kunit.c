@@ -27,6 +27,7 @@
 #include <linux/pfn_t.h>
 #include <linux/random.h>
 #include <linux/rmap.h>
+#include <linux/sched/signal.h>
 #include <linux/shmem_fs.h>
 #include <linux/sizes.h>
 #include <linux/slab.h>
@@ -1036,6 +1037,43 @@ static void hmm_range_fault_bad_range(struct kunit *test)
 			-EINVAL);
 }
 
+/* A fatal signal ends the call before it walks or faults anything. */
+static void hmm_range_fault_fatal_signal(struct kunit *test)
+{
+	const unsigned long input[4] = { HMM_PFN_REQ_FAULT, 1, 2, 3 };
+	struct hmm_kunit_ctx *ctx = hmm_kunit_ctx_create(test);
+	unsigned long pfns[4];
+	struct hmm_range range = {
+		.pfn_flags_mask = ~0UL,
+		.hmm_pfns = pfns,
+		.dev_private_owner = &hmm_kunit_owner,
+	};
+	bool pending;
+	int ret;
+
+	range.start = hmm_kunit_map_anon(ctx, 4 * PAGE_SIZE,
+					 PROT_READ | PROT_WRITE);
+	range.end = range.start + 4 * PAGE_SIZE;
+
+	/* Kernel threads ignore signals unless they allow them. */
+	allow_signal(SIGKILL);
+	send_sig(SIGKILL, current, 1);
+	pending = fatal_signal_pending(current);
+	ret = hmm_kunit_range_fault(ctx, &range, input, false);
+	flush_signals(current);
+	disallow_signal(SIGKILL);
+
+	KUNIT_ASSERT_TRUE(test, pending);
+	KUNIT_EXPECT_EQ(test, ret, -EINTR);
+	KUNIT_EXPECT_EQ(test, pfns[0], HMM_PFN_REQ_FAULT);
+
+	/* Without the signal, the same call faults the page in. */
+	KUNIT_ASSERT_EQ(test, hmm_kunit_range_fault(ctx, &range, input, true),
+			0);
+	KUNIT_EXPECT_EQ(test, pfns[0] & HMM_PFN_FLAGS, V);
+	KUNIT_EXPECT_EQ(test, pfns[1], 0);
+}
+
 static void hmm_kunit_kvfree(void *p)
 {
 	kvfree(p);
@@ -1060,6 +1098,8 @@ static void hmm_range_fault_sparse_huge_range(struct kunit *test)
 	const unsigned long npages = HMM_KUNIT_SPARSE_SIZE >> PAGE_SHIFT;
 	const unsigned long filled[] = { 0, npages / 2 + 3, npages - 1 };
 	const unsigned long faulted[] = { 1, npages / 3, npages - 2 };
+	const unsigned long nfilled = ARRAY_SIZE(filled);
+	const unsigned long nfaulted = ARRAY_SIZE(faulted);
 	struct hmm_kunit_ctx *ctx = hmm_kunit_ctx_create(test);
 	unsigned long *input, *pfns, i, n, valid;
 	struct hmm_range range = {
@@ -1088,7 +1128,7 @@ static void hmm_range_fault_sparse_huge_range(struct kunit *test)
 			0);
 	for (n = 0, valid = 0; n < npages; n++)
 		valid += !!pfns[n];
-	KUNIT_EXPECT_EQ(test, valid, ARRAY_SIZE(filled));
+	KUNIT_EXPECT_EQ(test, valid, nfilled);
 	for (i = 0; i < ARRAY_SIZE(filled); i++)
 		hmm_kunit_check_entry(ctx, range.start + filled[i] * PAGE_SIZE,
 				      pfns[filled[i]],
@@ -1101,7 +1141,7 @@ static void hmm_range_fault_sparse_huge_range(struct kunit *test)
 			0);
 	for (n = 0, valid = 0; n < npages; n++)
 		valid += !!pfns[n];
-	KUNIT_EXPECT_EQ(test, valid, ARRAY_SIZE(filled) + ARRAY_SIZE(faulted));
+	KUNIT_EXPECT_EQ(test, valid, nfilled + nfaulted);
 	for (i = 0; i < ARRAY_SIZE(faulted); i++)
 		hmm_kunit_check_entry(ctx, range.start + faulted[i] * PAGE_SIZE,
 				      pfns[faulted[i]],
@@ -1116,6 +1156,7 @@ static struct kunit_case hmm_test_cases[] = {
 	KUNIT_CASE(hmm_range_fault_busy_when_invalidated),
 	KUNIT_CASE(hmm_range_fault_no_vma_request),
 	KUNIT_CASE(hmm_range_fault_bad_range),
+	KUNIT_CASE(hmm_range_fault_fatal_signal),
 	KUNIT_CASE_SLOW(hmm_range_fault_sparse_huge_range),
 	{}
 };
