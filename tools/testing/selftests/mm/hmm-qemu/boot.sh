@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # Boot a test kernel under qemu-system-x86_64 (TCG, no KVM) and wait for its
-# /init to power off.
+# /init to reboot (QEMU runs with -no-reboot, so that ends it).
 #
 # Usage: boot.sh BZIMAGE INITRAMFS OUTDIR MODE THP [bench args]
 #
@@ -34,7 +34,8 @@ append+=" hmmq.mode=$mode"
 accel=(-accel tcg -smp 2)
 if [ "$mode" = bench ]; then
 	accel=(-accel tcg -smp 1 -icount shift=0)
-	append+=" hmmq.bench=$bench"
+	# One kernel parameter: /init turns the commas back into spaces.
+	append+=" hmmq.bench=${bench// /,}"
 fi
 
 rc=0

@@ -3,7 +3,7 @@
 #
 # Configure and build an x86_64 test kernel out of tree.
 #
-# Usage: build-kernel.sh SRC OBJ FRAGMENT...
+# Usage: build-kernel.sh [--config-only] SRC OBJ FRAGMENT...
 #
 # The configuration is tinyconfig plus the fragments, redone only when a
 # fragment changes. Every CONFIG_ line of the fragments must hold in the final
@@ -12,6 +12,11 @@
 
 set -euo pipefail
 
+config_only=
+if [ "$1" = --config-only ]; then
+	config_only=1
+	shift
+fi
 src=$1
 obj=$2
 shift 2
@@ -54,4 +59,4 @@ if [ ! -e "$obj/.config" ] || [ "$(cat "$obj/.fragment-hash" 2>/dev/null)" != "$
 	echo "$frag_hash" > "$obj/.fragment-hash"
 fi
 
-kmake -j"$(nproc)" bzImage
+[ -n "$config_only" ] || kmake -j"$(nproc)" bzImage

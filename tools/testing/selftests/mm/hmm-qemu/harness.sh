@@ -3,7 +3,14 @@
 #
 # The project's workbench, behind the top-level Makefile.
 #
-# Usage: harness.sh test|debug-test|run|bench|callers
+# Usage: harness.sh test|debug-test|run|bench|callers|check
+#
+# bench takes BENCH_ROUNDS (stock/patched boot pairs, default 2) and
+# BENCH_ARGS (hmm-bench options; separate list items with ':', as commas
+# stand for spaces on the kernel command line). Unset, BENCH_ARGS is
+# "-s 2:16:64", which keeps a boot near two minutes on a loaded 2-core host;
+# BENCH_ARGS= (empty) runs hmm-bench's own default, 256 MiB included, which
+# takes about three times as long.
 #
 # Each stage prints one line with its duration; its full output goes to
 # build/logs/STAGE.log, and the tail of that log is shown when it fails.
@@ -100,6 +107,16 @@ report() {	# report KERNEL...
 		--known "$hq/known-stock-failures" "${dirs[@]}"
 }
 
+# Fail on kernel warnings, BUGs and oopses in a boot's console log.
+splats() {	# splats LOGDIR
+	if [ -e "$hq/report.py" ]; then
+		python3 "$hq/report.py" --splats-only "$1"
+	elif grep -E 'WARNING:|BUG:|Oops|Call Trace:|Kernel panic' "$1/console.log"; then
+		echo "kernel splat in $1/console.log" >&2
+		return 1
+	fi
+}
+
 prepare() {
 	stage deps deps
 	stage tree tree
@@ -131,29 +148,43 @@ run)
 	stage kernel-test kernel test "$src" "$hq/config"
 	stage boot-demo boot test run madvise
 	sed -n '/^### end/q;/^###/!p' "$logs/test-run-madvise/output.log"
-	python3 "$hq/report.py" --splats-only "$logs/test-run-madvise"
+	splats "$logs/test-run-madvise"
+	grep -qx '### end hmm-demo rc=0' "$logs/test-run-madvise/output.log" || {
+		echo "hmm-demo failed" >&2
+		exit 1
+	}
 	;;
 bench)
 	prepare
 	stage kernel-test kernel test "$src" "$hq/config"
 	stage kernel-stock kernel stock "$(pristine)" "$hq/config"
 	rounds=${BENCH_ROUNDS:-2}
+	rm -f "$logs"/bench-*.out
 	for r in $(seq "$rounds"); do
 		for k in stock test; do
-			stage "bench-$k-round$r" boot "$k" bench madvise "${BENCH_ARGS:-}"
+			stage "bench-$k-round$r" boot "$k" bench madvise "${BENCH_ARGS--s 2:16:64}"
+			splats "$logs/$k-bench-madvise"
 			cp "$logs/$k-bench-madvise/output.log" "$logs/bench-$k-$r.out"
 		done
 	done
 	python3 "$hq/bench-report.py" --out "$build/bench" \
 		--stock "$logs"/bench-stock-*.out --patched "$logs"/bench-test-*.out
 	;;
+check)
+	stage deps deps
+	stage tree tree
+	stage kernel-test kernel test "$src" "$hq/config"
+	stage check "$hq/check.sh" "$repo" "$src" "$build/kernel-test"
+	grep -v '^  ' "$logs/check.log"
+	;;
 callers)
 	stage deps deps
 	stage tree tree
 	stage callers "$hq/build-callers.sh" "$src" "$build/kernel-callers" "$hq/config"
+	grep "^built" "$logs/callers.log"
 	;;
 *)
-	echo "usage: $0 test|debug-test|run|bench|callers" >&2
+	echo "usage: $0 test|debug-test|run|bench|callers|check" >&2
 	exit 2
 	;;
 esac

@@ -1,0 +1,47 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Static checks on the files the project owns: checkpatch --strict on every
+# C file and header, and a W=1 build with sparse (C=2) of every owned kernel
+# object the test kernel builds. Any report fails.
+#
+# Usage: check.sh REPO SRC OBJ
+
+set -euo pipefail
+
+repo=$1
+src=$2
+obj=$3
+fail=0
+
+cd "$repo"
+mapfile -t files < <(git ls-files --cached --others --exclude-standard -- '*.c' '*.h')
+for f in "${files[@]}"; do
+	out=$(perl "$src/scripts/checkpatch.pl" --no-tree --strict --terse --show-types -f "$f" |
+	      grep -E ': (ERROR|WARNING|CHECK):' || true)
+	if [ -n "$out" ]; then
+		echo "$out"
+		fail=1
+	fi
+done
+echo "checkpatch --strict: ${#files[@]} files"
+
+cc=gcc
+command -v ccache >/dev/null && cc="ccache gcc"
+for f in "${files[@]}"; do
+	case "$f" in
+	mm/*.c | lib/*.c) ;;
+	*) continue ;;
+	esac
+	o=${f%.c}.o
+	# Objects the test config does not build have no .cmd file to go by.
+	[ -e "$obj/$(dirname "$o")/.$(basename "$o").cmd" ] || continue
+	out=$(make -C "$src" O="$obj" CC="$cc" W=1 C=2 "$o" 2>&1 |
+	      grep -E "(warning|error):" || true)
+	if [ -n "$out" ]; then
+		echo "$out"
+		fail=1
+	fi
+	echo "W=1 + sparse: $o"
+done
+exit $fail
