@@ -51,8 +51,9 @@ enum {
  * @range: the caller's range
  * @last: first address whose entry still holds the caller's input; every
  *	entry below it holds its output
- * @may_fault: whether any entry can request a fault at all, given the
- *	range's default_flags and pfn_flags_mask
+ * @per_page: whether pfn_flags_mask lets per-page request bits through, so
+ *	that requests must be read from the pfn array
+ * @request: the request of every page when !@per_page
  * @fault_start: first address of the run of pages to fault
  * @fault_end: end of that run
  * @fault_need: HMM_NEED_* flags shared by all pages of the run
@@ -60,7 +61,8 @@ enum {
 struct hmm_vma_walk {
 	struct hmm_range *range;
 	unsigned long last;
-	bool may_fault;
+	bool per_page;
+	unsigned long request;
 	unsigned long fault_start;
 	unsigned long fault_end;
 	unsigned int fault_need;
@@ -77,6 +79,9 @@ static unsigned long hmm_order_flags(unsigned int order)
 	return (unsigned long)order << HMM_PFN_ORDER_SHIFT;
 }
 
+/* The request bits hmm_range_fault() acts on; the rest is ignored. */
+#define HMM_PFN_REQ_BITS	(HMM_PFN_REQ_FAULT | HMM_PFN_REQ_WRITE)
+
 /*
  * The request for one page: the caller's per-page flags, as far as
  * pfn_flags_mask lets them through, plus the range's default flags.
@@ -86,9 +91,21 @@ static unsigned long hmm_page_request(const struct hmm_vma_walk *hvw,
 {
 	const struct hmm_range *range = hvw->range;
 
-	if (!hvw->may_fault)
-		return 0;
-	return (input & range->pfn_flags_mask) | range->default_flags;
+	if (!hvw->per_page)
+		return hvw->request;
+	return ((input & range->pfn_flags_mask) | range->default_flags) &
+	       HMM_PFN_REQ_BITS;
+}
+
+static void hmm_init_requests(struct hmm_vma_walk *hvw)
+{
+	const struct hmm_range *range = hvw->range;
+
+	hvw->per_page = range->pfn_flags_mask & HMM_PFN_REQ_BITS;
+	hvw->request = range->default_flags & HMM_PFN_REQ_BITS;
+	/* The default already asks for everything a page could ask for. */
+	if (hvw->request == HMM_PFN_REQ_BITS)
+		hvw->per_page = false;
 }
 
 /*
@@ -112,8 +129,10 @@ static unsigned int hmm_page_fault_needed(const struct hmm_vma_walk *hvw,
 					  unsigned long cpu_flags)
 {
 	const struct hmm_range *range = hvw->range;
-	unsigned long input = range->hmm_pfns[hmm_index(range, addr)];
+	unsigned long input = 0;
 
+	if (hvw->per_page)
+		input = range->hmm_pfns[hmm_index(range, addr)];
 	return hmm_fault_needed(hmm_page_request(hvw, input), cpu_flags);
 }
 
@@ -127,8 +146,9 @@ static unsigned long hmm_find_fault(const struct hmm_vma_walk *hvw,
 {
 	unsigned long addr;
 
-	if (!hvw->may_fault)
-		return end;
+	/* Pages that all ask for the same thing need the same fault. */
+	if (!hvw->per_page)
+		return hmm_fault_needed(hvw->request, cpu_flags) ? start : end;
 	for (addr = start; addr < end; addr += PAGE_SIZE)
 		if (hmm_page_fault_needed(hvw, addr, cpu_flags))
 			break;
@@ -146,10 +166,11 @@ static int hmm_stop_for_fault(struct hmm_vma_walk *hvw, unsigned long addr,
 	hvw->last = addr;
 	hvw->fault_start = addr;
 	hvw->fault_need = need;
-	for (addr += PAGE_SIZE; addr < end; addr += PAGE_SIZE)
-		if (hmm_page_fault_needed(hvw, addr, cpu_flags) != need)
-			break;
-	hvw->fault_end = addr;
+	addr += PAGE_SIZE;
+	while (hvw->per_page && addr < end &&
+	       hmm_page_fault_needed(hvw, addr, cpu_flags) == need)
+		addr += PAGE_SIZE;
+	hvw->fault_end = hvw->per_page ? addr : end;
 	return HMM_WALK_STOPPED_FOR_FAULT;
 }
 
@@ -289,12 +310,13 @@ static int hmm_pte_result(const struct hmm_vma_walk *hvw,
 	unsigned long cpu_flags;
 	unsigned int need;
 
-	if (pte_none_mostly(pte)) {
-		*out = 0;
-		return hmm_fault_needed(request, 0);
-	}
-	if (!pte_present(pte))
+	if (unlikely(!pte_present(pte))) {
+		if (pte_none_mostly(pte)) {
+			*out = 0;
+			return hmm_fault_needed(request, 0);
+		}
 		return hmm_swap_pte_result(hvw->range, pte, request, out);
+	}
 
 	cpu_flags = hmm_leaf_cpu_flags(pte_protnone(pte), pte_write(pte));
 	need = hmm_fault_needed(request, cpu_flags);
@@ -655,12 +677,11 @@ int hmm_range_fault(struct hmm_range *range)
 	struct hmm_vma_walk hvw = {
 		.range = range,
 		.last = range->start,
-		.may_fault = (range->default_flags | range->pfn_flags_mask) &
-			     HMM_PFN_REQ_FAULT,
 	};
 	int ret;
 
 	mmap_assert_locked(mm);
+	hmm_init_requests(&hvw);
 	if (range->start >= range->end || !PAGE_ALIGNED(range->start) ||
 	    !PAGE_ALIGNED(range->end))
 		return -EINVAL;
