@@ -104,7 +104,7 @@ report() {	# report KERNEL...
 		for thp in madvise always; do dirs+=("$logs/$k-test-$thp"); done
 	done
 	python3 "$hq/report.py" --kunit "$src/tools/testing/kunit/kunit.py" \
-		--known "$hq/known-stock-failures" "${dirs[@]}"
+		"${dirs[@]}"
 }
 
 # Fail on kernel warnings, BUGs and oopses in a boot's console log.
