@@ -376,6 +376,8 @@ static int hmm_walk_ptes(struct hmm_vma_walk *hvw, struct mm_walk *walk,
 		walk->action = ACTION_AGAIN;
 		return 0;
 	}
+	/* A mapped table is an RCU read-side section sparse cannot see. */
+	__acquire(RCU);
 	for (addr = start, ptep = first; addr < end;
 	     addr += PAGE_SIZE, ptep++, hmm_pfn++) {
 		unsigned long out;
@@ -456,6 +458,8 @@ static int hmm_walk_pud(pud_t *pudp, unsigned long start, unsigned long end,
 	ptl = pud_trans_huge_lock(pudp, walk->vma);
 	if (!ptl)
 		return 0;
+	/* Taken only when it returns non-NULL, which sparse cannot see. */
+	__acquire(ptl);
 	pud = pudp_get(pudp);
 	if (!pud_leaf(pud) || !pud_devmap(pud)) {
 		spin_unlock(ptl);
