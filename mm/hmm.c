@@ -225,14 +225,11 @@ static int hmm_walk_unusable(struct hmm_vma_walk *hvw, unsigned long start,
 	return 0;
 }
 
+/* A hole inside a VMA: the walk is always given one, see hmm_walk_vma(). */
 static int hmm_walk_hole(unsigned long start, unsigned long end,
 			 __always_unused int depth, struct mm_walk *walk)
 {
-	struct hmm_vma_walk *hvw = walk->private;
-
-	if (!walk->vma)
-		return hmm_walk_unusable(hvw, start, end);
-	return hmm_walk_uniform(hvw, start, end, 0, 0);
+	return hmm_walk_uniform(walk->private, start, end, 0, 0);
 }
 
 /* What a present leaf entry grants, before its size is accounted for. */
@@ -361,13 +358,49 @@ static int hmm_stop_at_pte(struct hmm_vma_walk *hvw,
 	return HMM_WALK_STOPPED_FOR_FAULT;
 }
 
+/*
+ * Whether the PTEs after @pte, as long as each maps the next pfn with the
+ * same bits, get the outputs after @out without a look of their own. That
+ * holds when every page asks for the same thing and @pte maps a normal page
+ * that satisfied that request: the next ones are then as normal and as
+ * accessible. Without pte_special() a pfn alone does not tell a normal
+ * page, so no run is followed there.
+ */
+static bool hmm_pte_starts_run(const struct hmm_vma_walk *hvw, pte_t pte,
+			       unsigned long out)
+{
+	return IS_ENABLED(CONFIG_ARCH_HAS_PTE_SPECIAL) && !hvw->per_page &&
+	       (out & HMM_PFN_VALID) && pte_present(pte) && !pte_special(pte);
+}
+
+/*
+ * Store the outputs of the run that follows @pte (output @out) over at most
+ * @max PTEs from @ptep, and return its length. Memory a process populated
+ * is mostly such runs, so this is the loop a snapshot spends its time in.
+ */
+static unsigned long hmm_follow_run(const pte_t *ptep, pte_t pte,
+				    unsigned long out, unsigned long *hmm_pfn,
+				    unsigned long max)
+{
+	unsigned long i;
+
+	for (i = 0; i < max; i++) {
+		pte = pte_next_pfn(pte);
+		if (!pte_same(ptep_get(ptep + i), pte))
+			break;
+		hmm_pfn[i] = ++out;
+	}
+	return i;
+}
+
 static int hmm_walk_ptes(struct hmm_vma_walk *hvw, struct mm_walk *walk,
 			 pmd_t *pmdp, unsigned long start, unsigned long end)
 {
 	struct hmm_range *range = hvw->range;
-	unsigned long *hmm_pfn = &range->hmm_pfns[hmm_index(range, start)];
-	pte_t *first, *ptep;
-	unsigned long addr;
+	unsigned long i = hmm_index(range, start);
+	unsigned long n = hmm_index(range, end);
+	unsigned long addr, out;
+	pte_t *first, *ptep, pte;
 	int ret = 0;
 
 	first = pte_offset_map(pmdp, start);
@@ -378,18 +411,25 @@ static int hmm_walk_ptes(struct hmm_vma_walk *hvw, struct mm_walk *walk,
 	}
 	/* A mapped table is an RCU read-side section sparse cannot see. */
 	__acquire(RCU);
-	for (addr = start, ptep = first; addr < end;
-	     addr += PAGE_SIZE, ptep++, hmm_pfn++) {
-		unsigned long out;
-
-		ret = hmm_pte_result(hvw, walk->vma, addr, ptep_get(ptep),
-				     *hmm_pfn, &out);
+	for (ptep = first; i < n; i++, ptep++) {
+		addr = start + ((ptep - first) << PAGE_SHIFT);
+		pte = ptep_get(ptep);
+		ret = hmm_pte_result(hvw, walk->vma, addr, pte,
+				     range->hmm_pfns[i], &out);
 		if (ret > 0)
 			ret = hmm_stop_at_pte(hvw, walk->vma, addr, end, ptep,
 					      ret);
 		if (ret)
 			break;
-		*hmm_pfn = out;
+		range->hmm_pfns[i] = out;
+		if (hmm_pte_starts_run(hvw, pte, out)) {
+			unsigned long len;
+
+			len = hmm_follow_run(ptep + 1, pte, out,
+					     &range->hmm_pfns[i + 1], n - i - 1);
+			i += len;
+			ptep += len;
+		}
 	}
 	pte_unmap(first);
 	return ret;
@@ -455,6 +495,10 @@ static int hmm_walk_pud(pud_t *pudp, unsigned long start, unsigned long end,
 	pud_t pud;
 	int ret;
 
+	/* Most PUDs point to a PMD table: don't lock for them. */
+	pud = pudp_get(pudp);
+	if (!pud_leaf(pud) || !pud_devmap(pud))
+		return 0;
 	ptl = pud_trans_huge_lock(pudp, walk->vma);
 	if (!ptl)
 		return 0;
@@ -519,26 +563,26 @@ static bool hmm_vma_is_mirrorable(struct vm_area_struct *vma)
 	       (vma->vm_flags & VM_READ);
 }
 
-static int hmm_walk_test(unsigned long start, unsigned long end,
-			 struct mm_walk *walk)
-{
-	int ret;
-
-	if (hmm_vma_is_mirrorable(walk->vma))
-		return 0;
-	ret = hmm_walk_unusable(walk->private, start, end);
-	/* A positive value makes walk_page_range() skip the VMA. */
-	return ret ? ret : 1;
-}
-
 static const struct mm_walk_ops hmm_walk_ops = {
 	.pud_entry	= hmm_walk_pud,
 	.pmd_entry	= hmm_walk_pmd,
 	.pte_hole	= hmm_walk_hole,
 	.hugetlb_entry	= hmm_walk_hugetlb,
-	.test_walk	= hmm_walk_test,
 	.walk_lock	= PGWALK_RDLOCK,
 };
+
+/*
+ * Walk [hvw->last, @end), which @vma covers. The range is walked VMA by VMA
+ * rather than with walk_page_range(), which looks up the VMA after each one
+ * it walks: that lookup costs as much as walking a small range.
+ */
+static int hmm_walk_vma(struct hmm_vma_walk *hvw, struct vm_area_struct *vma,
+			unsigned long end)
+{
+	if (!hmm_vma_is_mirrorable(vma))
+		return hmm_walk_unusable(hvw, hvw->last, end);
+	return walk_page_range_vma(vma, hvw->last, end, &hmm_walk_ops, hvw);
+}
 
 /*
  * Walk from hvw->last to the end of its span or of the range, whichever
@@ -548,15 +592,30 @@ static const struct mm_walk_ops hmm_walk_ops = {
 static int hmm_walk_span(struct hmm_vma_walk *hvw, struct mm_struct *mm)
 {
 	unsigned long end = (hvw->last | (HMM_WALK_SPAN - 1)) + 1;
+	struct vm_area_struct *vma;
+	unsigned long next;
 	int ret;
 
 	/* The span end wraps to 0 at the top of the address space. */
 	if (!end || end > hvw->range->end)
 		end = hvw->range->end;
-	ret = walk_page_range(mm, hvw->last, end, &hmm_walk_ops, hvw);
-	if (!ret)
-		hvw->last = end;
-	return ret;
+	while (hvw->last < end) {
+		vma = find_vma(mm, hvw->last);
+		if (!vma || vma->vm_start >= end) {
+			next = end;
+			ret = hmm_walk_unusable(hvw, hvw->last, next);
+		} else if (vma->vm_start > hvw->last) {
+			next = vma->vm_start;
+			ret = hmm_walk_unusable(hvw, hvw->last, next);
+		} else {
+			next = min(end, vma->vm_end);
+			ret = hmm_walk_vma(hvw, vma, next);
+		}
+		if (ret)
+			return ret;
+		hvw->last = next;
+	}
+	return 0;
 }
 
 /*
