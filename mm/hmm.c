@@ -378,7 +378,7 @@ static bool hmm_pte_starts_run(const struct hmm_vma_walk *hvw, pte_t pte,
  * @max PTEs from @ptep, and return its length. Memory a process populated
  * is mostly such runs, so this is the loop a snapshot spends its time in.
  */
-static unsigned long hmm_follow_run(const pte_t *ptep, pte_t pte,
+static unsigned long hmm_follow_run(pte_t *ptep, pte_t pte,
 				    unsigned long out, unsigned long *hmm_pfn,
 				    unsigned long max)
 {
