@@ -359,24 +359,34 @@ static int hmm_stop_at_pte(struct hmm_vma_walk *hvw,
 }
 
 /*
- * Whether the PTEs after @pte, as long as each maps the next pfn with the
- * same bits, get the outputs after @out without a look of their own. That
- * holds when every page asks for the same thing and @pte maps a normal page
- * that satisfied that request: the next ones are then as normal and as
- * accessible. Without pte_special() a pfn alone does not tell a normal
- * page, so no run is followed there.
+ * The output for @pte, requested with @input, when it maps a normal page
+ * present for reading: the bulk of populated memory, kept to a few tests.
+ * Return false for anything else, left to hmm_pte_result(). Without
+ * pte_special() a present PTE alone does not tell a normal page.
  */
-static bool hmm_pte_starts_run(const struct hmm_vma_walk *hvw, pte_t pte,
-			       unsigned long out)
+static __always_inline bool hmm_plain_pte(const struct hmm_vma_walk *hvw,
+					  pte_t pte, unsigned long input,
+					  unsigned long *out)
 {
-	return IS_ENABLED(CONFIG_ARCH_HAS_PTE_SPECIAL) && !hvw->per_page &&
-	       (out & HMM_PFN_VALID) && pte_present(pte) && !pte_special(pte);
+	unsigned long cpu_flags = HMM_PFN_VALID;
+
+	if (!IS_ENABLED(CONFIG_ARCH_HAS_PTE_SPECIAL) || !pte_present(pte) ||
+	    pte_special(pte) || pte_protnone(pte))
+		return false;
+	if (pte_write(pte))
+		cpu_flags |= HMM_PFN_WRITE;
+	else if (hmm_fault_needed(hmm_page_request(hvw, input), cpu_flags))
+		return false;
+	*out = pte_pfn(pte) | cpu_flags;
+	return true;
 }
 
 /*
  * Store the outputs of the run that follows @pte (output @out) over at most
- * @max PTEs from @ptep, and return its length. Memory a process populated
- * is mostly such runs, so this is the loop a snapshot spends its time in.
+ * @max PTEs from @ptep, and return its length: PTEs that map the next pfn
+ * with the same bits as a plain PTE are as plain, and when every page asks
+ * for the same thing their outputs follow without a look of their own.
+ * Memory a process populated in order is mostly such runs.
  */
 static unsigned long hmm_follow_run(pte_t *ptep, pte_t pte,
 				    unsigned long out, unsigned long *hmm_pfn,
@@ -399,7 +409,7 @@ static int hmm_walk_ptes(struct hmm_vma_walk *hvw, struct mm_walk *walk,
 	struct hmm_range *range = hvw->range;
 	unsigned long i = hmm_index(range, start);
 	unsigned long n = hmm_index(range, end);
-	unsigned long addr, out;
+	unsigned long addr, out, len;
 	pte_t *first, *ptep, pte;
 	int ret = 0;
 
@@ -412,8 +422,19 @@ static int hmm_walk_ptes(struct hmm_vma_walk *hvw, struct mm_walk *walk,
 	/* A mapped table is an RCU read-side section sparse cannot see. */
 	__acquire(RCU);
 	for (ptep = first; i < n; i++, ptep++) {
-		addr = start + ((ptep - first) << PAGE_SHIFT);
 		pte = ptep_get(ptep);
+		if (hmm_plain_pte(hvw, pte, range->hmm_pfns[i], &out)) {
+			range->hmm_pfns[i] = out;
+			if (!hvw->per_page) {
+				len = hmm_follow_run(ptep + 1, pte, out,
+						     &range->hmm_pfns[i + 1],
+						     n - i - 1);
+				i += len;
+				ptep += len;
+			}
+			continue;
+		}
+		addr = start + ((ptep - first) << PAGE_SHIFT);
 		ret = hmm_pte_result(hvw, walk->vma, addr, pte,
 				     range->hmm_pfns[i], &out);
 		if (ret > 0)
@@ -422,14 +443,6 @@ static int hmm_walk_ptes(struct hmm_vma_walk *hvw, struct mm_walk *walk,
 		if (ret)
 			break;
 		range->hmm_pfns[i] = out;
-		if (hmm_pte_starts_run(hvw, pte, out)) {
-			unsigned long len;
-
-			len = hmm_follow_run(ptep + 1, pte, out,
-					     &range->hmm_pfns[i + 1], n - i - 1);
-			i += len;
-			ptep += len;
-		}
 	}
 	pte_unmap(first);
 	return ret;
