@@ -33,6 +33,8 @@
 #include <linux/slab.h>
 #include <linux/uaccess.h>
 
+#include "../internal.h"
+
 #define HMM_KUNIT_DEV_SIZE	SZ_2M
 #define HMM_KUNIT_DEV_PAGES	(HMM_KUNIT_DEV_SIZE >> PAGE_SHIFT)
 #define HMM_KUNIT_MAX_PAGES	16
@@ -1074,6 +1076,82 @@ static void hmm_range_fault_fatal_signal(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, pfns[1], 0);
 }
 
+/* Write-protect the present PTE at @addr, as fork() does to its parent's. */
+static void hmm_kunit_wrprotect_pte(struct hmm_kunit_ctx *ctx,
+				    unsigned long addr)
+{
+	struct vm_area_struct *vma;
+	spinlock_t *ptl;	/* page-table lock of the PTE */
+	bool present = false;
+	pte_t *ptep = NULL;
+	pmd_t *pmdp;
+
+	mmap_write_lock(ctx->mm);
+	vma = vma_lookup(ctx->mm, addr);
+	pmdp = vma ? mm_find_pmd(ctx->mm, addr) : NULL;
+	if (pmdp)
+		ptep = pte_offset_map_lock(ctx->mm, pmdp, addr, &ptl);
+	if (ptep) {
+		present = pte_present(ptep_get(ptep));
+		if (present)
+			ptep_set_wrprotect(ctx->mm, addr, ptep);
+		pte_unmap_unlock(ptep, ptl);
+	}
+	if (present)
+		flush_tlb_range(vma, addr, addr + PAGE_SIZE);
+	mmap_write_unlock(ctx->mm);
+	KUNIT_ASSERT_TRUE(ctx->test, present);
+}
+
+/*
+ * PTEs that map consecutive pfns, as a THP whose PMD was split leaves them,
+ * are reported page by page, down to a single PTE with other bits or none
+ * among them.
+ */
+static void hmm_range_fault_pte_runs(struct kunit *test)
+{
+	const unsigned long npages = HMM_KUNIT_MAX_PAGES;
+	const unsigned long hole = 5, read_only = 9;
+	struct hmm_kunit_ctx *ctx = hmm_kunit_ctx_create(test);
+	unsigned long none[HMM_KUNIT_MAX_PAGES] = {};
+	unsigned long pfns[HMM_KUNIT_MAX_PAGES];
+	struct hmm_range range = {
+		.hmm_pfns = pfns,
+		.dev_private_owner = &hmm_kunit_owner,
+	};
+	unsigned long i, first_pfn, want;
+
+	range.start = hmm_kunit_thp_block(ctx);
+	range.end = range.start + npages * PAGE_SIZE;
+	ctx->origin = range.start;
+	hmm_kunit_fill(ctx, range.start, range.start + PMD_SIZE);
+	KUNIT_ASSERT_EQ(test, hmm_kunit_range_fault(ctx, &range, none, true),
+			0);
+	if (hmm_pfn_to_map_order(pfns[0]) != HMM_KUNIT_PMD_ORDER)
+		kunit_skip(test, "no THP to split: entry %#lx", pfns[0]);
+	first_pfn = pfns[0] & ~HMM_PFN_FLAGS;
+
+	/* Zapping one page maps the rest of the THP with PTEs. */
+	hmm_kunit_madvise(ctx, range.start + hole * PAGE_SIZE, PAGE_SIZE,
+			  MADV_DONTNEED);
+	hmm_kunit_wrprotect_pte(ctx, range.start + read_only * PAGE_SIZE);
+	KUNIT_ASSERT_EQ(test, hmm_kunit_range_fault(ctx, &range, none, true),
+			0);
+	for (i = 0; i < npages; i++) {
+		want = first_pfn + i;
+		if (i == hole)
+			want = 0;
+		else if (i == read_only)
+			want |= V;
+		else
+			want |= V | W;
+		KUNIT_EXPECT_EQ_MSG(test, pfns[i], want, "page %lu", i);
+	}
+	hmm_kunit_check_entry(ctx, range.start + (npages - 1) * PAGE_SIZE,
+			      pfns[npages - 1],
+			      &(struct hmm_kunit_expect){ 0, V | W, 0, PFN_DATA });
+}
+
 static void hmm_kunit_kvfree(void *p)
 {
 	kvfree(p);
@@ -1157,6 +1235,7 @@ static struct kunit_case hmm_test_cases[] = {
 	KUNIT_CASE(hmm_range_fault_no_vma_request),
 	KUNIT_CASE(hmm_range_fault_bad_range),
 	KUNIT_CASE(hmm_range_fault_fatal_signal),
+	KUNIT_CASE(hmm_range_fault_pte_runs),
 	KUNIT_CASE_SLOW(hmm_range_fault_sparse_huge_range),
 	{}
 };
