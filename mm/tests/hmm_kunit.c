@@ -1076,27 +1076,39 @@ static void hmm_range_fault_fatal_signal(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, pfns[1], 0);
 }
 
+/* Write-protect the PTE at @addr if it is present, and say if it was. */
+static bool hmm_kunit_wrprotect_at(struct mm_struct *mm, pmd_t *pmdp,
+				   unsigned long addr)
+{
+	spinlock_t *ptl;	/* page-table lock of the PTE */
+	bool present;
+	pte_t *ptep;
+
+	ptep = pte_offset_map_lock(mm, pmdp, addr, &ptl);
+	if (!ptep)
+		return false;
+	/* The mapped table is an RCU section sparse cannot see. */
+	__acquire(RCU);
+	present = pte_present(ptep_get(ptep));
+	if (present)
+		ptep_set_wrprotect(mm, addr, ptep);
+	pte_unmap_unlock(ptep, ptl);
+	return present;
+}
+
 /* Write-protect the present PTE at @addr, as fork() does to its parent's. */
 static void hmm_kunit_wrprotect_pte(struct hmm_kunit_ctx *ctx,
 				    unsigned long addr)
 {
 	struct vm_area_struct *vma;
-	spinlock_t *ptl;	/* page-table lock of the PTE */
 	bool present = false;
-	pte_t *ptep = NULL;
 	pmd_t *pmdp;
 
 	mmap_write_lock(ctx->mm);
 	vma = vma_lookup(ctx->mm, addr);
 	pmdp = vma ? mm_find_pmd(ctx->mm, addr) : NULL;
 	if (pmdp)
-		ptep = pte_offset_map_lock(ctx->mm, pmdp, addr, &ptl);
-	if (ptep) {
-		present = pte_present(ptep_get(ptep));
-		if (present)
-			ptep_set_wrprotect(ctx->mm, addr, ptep);
-		pte_unmap_unlock(ptep, ptl);
-	}
+		present = hmm_kunit_wrprotect_at(ctx->mm, pmdp, addr);
 	if (present)
 		flush_tlb_range(vma, addr, addr + PAGE_SIZE);
 	mmap_write_unlock(ctx->mm);
