@@ -9,7 +9,7 @@
  *    it can answer for, and when it meets the first page that must be
  *    faulted it records the run of pages that need the same kind of fault
  *    and stops there;
- *  - the fault of that run, taken after walk_page_range() has returned, so
+ *  - the fault of that run, taken after the page walk has returned, so
  *    that no page-table walk state (mapped PTE tables, hugetlb VMA locks,
  *    RCU) is held across handle_mm_fault(). The walk then resumes at the
  *    first page of the run and checks the result again.
