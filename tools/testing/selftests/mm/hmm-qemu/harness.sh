@@ -23,6 +23,8 @@ build=${BUILD:-$repo/build}
 logs=$build/logs
 src=$build/src/patched
 jobs=$(nproc)
+# Fragments of the patched kernels; the stock kernel gets only config.
+ours=("$hq/config" "$hq/config.kunit")
 
 mkdir -p "$logs"
 
@@ -104,7 +106,7 @@ report() {	# report KERNEL...
 		for thp in madvise always; do dirs+=("$logs/$k-test-$thp"); done
 	done
 	python3 "$hq/report.py" --kunit "$src/tools/testing/kunit/kunit.py" \
-		--known "$hq/known-stock-failures" "${dirs[@]}"
+		"${dirs[@]}"
 }
 
 # Fail on kernel warnings, BUGs and oopses in a boot's console log.
@@ -138,14 +140,14 @@ run_tests() {	# run_tests KERNEL FRAGMENT...
 
 case "${1:-}" in
 test)
-	run_tests test "$hq/config"
+	run_tests test "${ours[@]}"
 	;;
 debug-test)
-	run_tests debug "$hq/config" "$hq/config.debug"
+	run_tests debug "${ours[@]}" "$hq/config.debug"
 	;;
 run)
 	prepare
-	stage kernel-test kernel test "$src" "$hq/config"
+	stage kernel-test kernel test "$src" "${ours[@]}"
 	stage boot-demo boot test run madvise
 	sed -n '/^### end/q;/^###/!p' "$logs/test-run-madvise/output.log"
 	splats "$logs/test-run-madvise"
@@ -156,7 +158,7 @@ run)
 	;;
 bench)
 	prepare
-	stage kernel-test kernel test "$src" "$hq/config"
+	stage kernel-test kernel test "$src" "${ours[@]}"
 	stage kernel-stock kernel stock "$(pristine)" "$hq/config"
 	rounds=${BENCH_ROUNDS:-2}
 	rm -f "$logs"/bench-*.out
@@ -173,14 +175,14 @@ bench)
 check)
 	stage deps deps
 	stage tree tree
-	stage kernel-test kernel test "$src" "$hq/config"
+	stage kernel-test kernel test "$src" "${ours[@]}"
 	stage check "$hq/check.sh" "$repo" "$src" "$build/kernel-test"
 	grep -v '^  ' "$logs/check.log"
 	;;
 callers)
 	stage deps deps
 	stage tree tree
-	stage callers "$hq/build-callers.sh" "$src" "$build/kernel-callers" "$hq/config"
+	stage callers "$hq/build-callers.sh" "$src" "$build/kernel-callers" "${ours[@]}"
 	grep "^built" "$logs/callers.log"
 	;;
 *)

@@ -6,8 +6,7 @@ Each boot directory (written by boot.sh) holds console.log, the kernel
 console with KUnit's KTAP, and output.log, what the test programs printed
 between "### begin NAME" and "### end NAME rc=N" lines. This script counts
 KUnit cases (parsed by the tree's kunit.py), kselftest TAP results and kernel
-splats, applies the list of known stock failures, and ends with the plain
-line "N passed, N failed[, N skipped]". It exits non-zero on any failure.
+splats, and ends with the plain line "N passed, N failed[, N skipped]". It exits non-zero on any failure.
 """
 
 import argparse
@@ -42,23 +41,9 @@ class Tally:
         self.passed = []
         self.failed = []
         self.skipped = []
-        self.known = []
 
     def add(self, outcome, name, why=''):
         getattr(self, outcome).append((name, why))
-
-
-def read_known(path):
-    """Known stock failures: lines 'THP-MODE TEST-NAME', '#' comments."""
-    known = set()
-    if not path or not os.path.exists(path):
-        return known
-    with open(path) as f:
-        for line in f:
-            line = line.split('#', 1)[0].split()
-            if len(line) == 2:
-                known.add((line[0], line[1]))
-    return known
 
 
 def thp_mode(output_lines):
@@ -88,7 +73,7 @@ def program_sections(lines):
         yield name, None, body
 
 
-def tap_results(boot, program, rc, body, mode, known, tally):
+def tap_results(boot, program, rc, body, tally):
     plan, seen, failed = None, 0, 0
     for line in body:
         m = TAP_PLAN.match(line)
@@ -101,15 +86,10 @@ def tap_results(boot, program, rc, body, mode, known, tally):
         seen += 1
         ok, name, directive, reason = m.group(1) == 'ok', m.group(3), m.group(4), m.group(5)
         full = f'{boot}: {program}: {name}'
-        listed = (mode, name) in known
         if directive == 'SKIP':
             tally.add('skipped', full, reason)
-        elif ok and listed:
-            tally.add('failed', full, 'passes now: remove it from known-stock-failures')
         elif ok:
             tally.add('passed', full)
-        elif listed:
-            tally.add('known', full, 'known stock failure')
         else:
             failed += 1
             tally.add('failed', full)
@@ -119,8 +99,7 @@ def tap_results(boot, program, rc, body, mode, known, tally):
         tally.add('failed', f'{boot}: {program}', f'{plan - seen} of {plan} planned tests did not report')
     elif rc is None:
         tally.add('failed', f'{boot}: {program}', 'did not finish')
-    elif rc != 0 and failed == 0 and not any(n.startswith(f'{boot}: {program}: ')
-                                             for n, _ in tally.known):
+    elif rc != 0 and failed == 0:
         tally.add('failed', f'{boot}: {program}', f'exited with status {rc}')
 
 
@@ -178,13 +157,11 @@ def splats(boot, console, tally):
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument('--kunit', help="the tree's tools/testing/kunit/kunit.py")
-    ap.add_argument('--known', help='list of known stock failures')
     ap.add_argument('--splats-only', action='store_true',
                     help='only check the consoles for splats')
     ap.add_argument('boots', nargs='+', help='boot directories')
     args = ap.parse_args()
 
-    known = read_known(args.known)
     tally = Tally()
     for d in args.boots:
         boot = os.path.basename(d.rstrip('/'))
@@ -198,13 +175,11 @@ def main():
         before = len(tally.passed) + len(tally.failed)
         ncases = kunit_results(boot, console, args.kunit, tally)
         for program, rc, body in program_sections(lines):
-            tap_results(boot, program, rc, body, mode, known, tally)
+            tap_results(boot, program, rc, body, tally)
         total = len(tally.passed) + len(tally.failed) - before
         print(f'{boot}: THP={mode}, {ncases} KUnit cases, '
               f'{total - ncases} selftests, {nsplats} splats')
 
-    for name, why in tally.known:
-        print(f'KNOWN   {name} ({why})')
     for name, why in tally.skipped:
         print(f'SKIP    {name}' + (f' ({why})' if why else ''))
     for name, why in tally.failed:
@@ -215,9 +190,8 @@ def main():
         print('no kernel splat' if not tally.failed else 'kernel splat seen')
         return 1 if tally.failed else 0
     line = f'{len(tally.passed)} passed, {len(tally.failed)} failed'
-    skipped = len(tally.skipped) + len(tally.known)
-    if skipped:
-        line += f', {skipped} skipped'
+    if tally.skipped:
+        line += f', {len(tally.skipped)} skipped'
     print(line)
     return 1 if tally.failed else 0
 
