@@ -1129,9 +1129,10 @@ EXPORT_SYMBOL(migrate_vma_setup);
  * destination page, or for a hole maps the destination page into the VMA.
  * Entries without a destination, and those that cannot move (the page
  * gained a reference, a swap cache page is going to device memory and its
- * swap slot cannot be freed, the hole got populated meanwhile, the VMA is
- * not anonymous, the destination is an unsupported kind of device page),
- * lose MIGRATE_PFN_MIGRATE. Both pages stay locked, so the driver may update
+ * swap slot cannot be freed, the page is under writeback, the hole got
+ * populated meanwhile, the VMA is not anonymous, the destination is an
+ * unsupported kind of device page), lose MIGRATE_PFN_MIGRATE. 6.12 hit a
+ * BUG_ON() for a source under writeback; this drops the entry instead. Both pages stay locked, so the driver may update
  * its own page tables after this call.
  *
  * Context: Process context, mmap_lock held as for migrate_vma_setup(). May
@@ -1267,9 +1268,14 @@ EXPORT_SYMBOL(migrate_device_pages);
  * @npages: number of entries
  *
  * The counterpart of migrate_vma_finalize() for the pfn-based calls; it
- * finds the mappings through each page's rmap, so it also finishes a
- * migration started by migrate_vma_setup(). Destination pages given for
+ * finds the mappings through each page's rmap. Destination pages given for
  * entries that did not migrate are unlocked and released.
+ *
+ * Unlike 6.12, where migrate_vma_finalize() was a wrapper around this
+ * function, it cannot finish a migration started by migrate_vma_setup():
+ * that one must end with migrate_vma_finalize() on the same struct
+ * migrate_vma, which knows the range and the fault page. No 6.12 caller
+ * mixes the two.
  *
  * Context: Process context. May sleep.
  * Return: nothing; every source page that was mapped is mapped again,

@@ -31,7 +31,7 @@ echo "checkpatch --strict: ${#files[@]} files"
 mapfile -t series < <(grep -v '^#' patches/series | grep .)
 for p in "${series[@]}"; do
 	out=$(perl "$src/scripts/checkpatch.pl" --no-tree --strict --terse --show-types - < "patches/$p" |
-	      grep -E ': (ERROR|WARNING|CHECK):' || true)
+	      grep -E ': (ERROR|WARNING|CHECK):' | sed "s|^-:|patches/$p:|" || true)
 	if [ -n "$out" ]; then
 		echo "$out"
 		fail=1
