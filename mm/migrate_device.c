@@ -1132,8 +1132,9 @@ EXPORT_SYMBOL(migrate_vma_setup);
  * swap slot cannot be freed, the page is under writeback, the hole got
  * populated meanwhile, the VMA is not anonymous, the destination is an
  * unsupported kind of device page), lose MIGRATE_PFN_MIGRATE. 6.12 hit a
- * BUG_ON() for a source under writeback; this drops the entry instead. Both pages stay locked, so the driver may update
- * its own page tables after this call.
+ * BUG_ON() for a source under writeback; this drops the entry instead.
+ * Both pages stay locked, so the driver may update its own page tables
+ * after this call.
  *
  * Context: Process context, mmap_lock held as for migrate_vma_setup(). May
  * sleep.
