@@ -19,7 +19,6 @@ objects=(
 	lib/test_hmm.o
 	drivers/gpu/drm/nouveau/nouveau_dmem.o
 	drivers/gpu/drm/nouveau/nouveau_svm.o
-	# amdkfd is built by amdgpu's Makefile, with its include paths.
 	drivers/gpu/drm/amd/amdgpu/../amdkfd/kfd_migrate.o
 	drivers/gpu/drm/amd/amdgpu/../amdkfd/kfd_svm.o
 	drivers/gpu/drm/amd/amdgpu/amdgpu_hmm.o

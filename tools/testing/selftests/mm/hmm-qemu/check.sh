@@ -16,26 +16,28 @@ src=$2
 obj=$3
 fail=0
 
+# Print what a checker found, if anything, and remember that it did.
+findings() {
+	[ -n "$1" ] || return 0
+	echo "$1"
+	fail=1
+}
+
+checkpatch() {
+	perl "$src/scripts/checkpatch.pl" --no-tree --strict --terse --show-types "$@" |
+		grep -E ': (ERROR|WARNING|CHECK):' || true
+}
+
 cd "$repo"
 mapfile -t files < <(git ls-files --cached --others --exclude-standard -- '*.c' '*.h')
 for f in "${files[@]}"; do
-	out=$(perl "$src/scripts/checkpatch.pl" --no-tree --strict --terse --show-types -f "$f" |
-	      grep -E ': (ERROR|WARNING|CHECK):' || true)
-	if [ -n "$out" ]; then
-		echo "$out"
-		fail=1
-	fi
+	findings "$(checkpatch -f "$f")"
 done
 echo "checkpatch --strict: ${#files[@]} files"
 
 mapfile -t series < <(grep -v '^#' patches/series | grep .)
 for p in "${series[@]}"; do
-	out=$(perl "$src/scripts/checkpatch.pl" --no-tree --strict --terse --show-types - < "patches/$p" |
-	      grep -E ': (ERROR|WARNING|CHECK):' | sed "s|^-:|patches/$p:|" || true)
-	if [ -n "$out" ]; then
-		echo "$out"
-		fail=1
-	fi
+	findings "$(checkpatch - < "patches/$p" | sed "s|^-:|patches/$p:|")"
 done
 echo "checkpatch --strict: ${#series[@]} patches"
 
@@ -49,12 +51,8 @@ for f in "${files[@]}"; do
 	o=${f%.c}.o
 	# Objects the test config does not build have no .cmd file to go by.
 	[ -e "$obj/$(dirname "$o")/.$(basename "$o").cmd" ] || continue
-	out=$(make -C "$src" O="$obj" CC="$cc" W=1 C=2 "$o" 2>&1 |
-	      grep -E "(warning|error):" || true)
-	if [ -n "$out" ]; then
-		echo "$out"
-		fail=1
-	fi
+	findings "$(make -C "$src" O="$obj" CC="$cc" W=1 C=2 "$o" 2>&1 |
+		    grep -E "(warning|error):" || true)"
 	echo "W=1 + sparse: $o"
 done
 exit $fail
