@@ -137,10 +137,17 @@ static bool migrate_hold_anon_vma(struct folio *folio)
  */
 static void migrate_remap_held(struct page *src, struct page *page)
 {
-	void *entry = xa_erase(&migrate_anon_vmas, page_to_pfn(src));
+	unsigned long pfn = page_to_pfn(src);
+	void *entry;
 
-	if (!entry)
+	/*
+	 * Most pages have no entry. Looking first keeps them off the xarray's
+	 * lock, which every migration in the system shares; the locked source
+	 * page means no one else can store at this index meanwhile.
+	 */
+	if (!xa_load(&migrate_anon_vmas, pfn))
 		return;
+	entry = xa_erase(&migrate_anon_vmas, pfn);
 	remove_migration_ptes(page_folio(src), page_folio(page), 0);
 	if (!xa_is_value(entry))
 		put_anon_vma(entry);
@@ -567,7 +574,7 @@ static bool migrate_pte_is_entry_for(pte_t pte, struct page *page)
 {
 	swp_entry_t entry;
 
-	if (pte_none(pte) || pte_present(pte))
+	if (!is_swap_pte(pte))
 		return false;
 	entry = pte_to_swp_entry(pte);
 	return is_migration_entry(entry) &&
@@ -836,6 +843,18 @@ static bool migrate_can_fill(struct vm_area_struct *vma, pte_t pte)
 }
 
 /*
+ * A destination is system memory or a device page whose kind can be
+ * mapped: device-private or device-coherent. Other ZONE_DEVICE pages
+ * (fsdax, p2pdma) are not migration targets.
+ */
+static bool migrate_dst_supported(struct folio *folio)
+{
+	return !folio_is_zone_device(folio) ||
+	       folio_is_device_private(folio) ||
+	       folio_is_device_coherent(folio);
+}
+
+/*
  * Map the driver's @page at the hole (or zero page) @addr, the way an
  * anonymous fault would. Returns false if the hole cannot be filled.
  */
@@ -851,8 +870,7 @@ static bool migrate_fill_hole(struct migrate_vma *migrate, unsigned long addr,
 
 	if (!vma_is_anonymous(vma))
 		return false;
-	if (folio_is_zone_device(folio) && !folio_is_device_private(folio) &&
-	    !folio_is_device_coherent(folio))
+	if (!migrate_dst_supported(folio))
 		return false;
 
 	pmdp = migrate_alloc_pmd(mm, addr);
@@ -900,18 +918,16 @@ static bool migrate_move_folio(const struct migrate_vma *migrate,
 {
 	struct address_space *mapping = folio_mapping(src);
 
-	if (folio_is_device_private(dst) || folio_is_device_coherent(dst)) {
-		/*
-		 * Device memory holds anonymous memory only; a swap cache
-		 * copy, if any, must go first.
-		 */
-		if (mapping) {
-			if (!folio_test_anon(src) || !folio_free_swap(src))
-				return false;
-			mapping = folio_mapping(src);
-		}
-	} else if (folio_is_zone_device(dst)) {
+	if (!migrate_dst_supported(dst))
 		return false;
+	/*
+	 * Device memory holds anonymous memory only; a swap cache copy, if
+	 * any, must go first.
+	 */
+	if (folio_is_zone_device(dst) && mapping) {
+		if (!folio_test_anon(src) || !folio_free_swap(src))
+			return false;
+		mapping = folio_mapping(src);
 	}
 
 	/* A swap cache folio still under writeback is not ours to move. */
@@ -976,24 +992,25 @@ static void migrate_move(struct migrate_vma *migrate)
 
 /*
  * System pages that end up mapped go (back) on the LRU: a restored source
- * was isolated by setup, a destination was never on it. Returns the number
- * of source pages, whose mappings are to be put back.
+ * was isolated by setup, a destination was never on it. Returns whether
+ * there was any source page, whose mappings are then to be put back.
  */
-static unsigned long migrate_finalize_lru(struct migrate_vma *migrate)
+static bool migrate_finalize_lru(struct migrate_vma *migrate)
 {
-	unsigned long i, nr = 0;
+	bool any = false;
+	unsigned long i;
 
 	for (i = 0; i < migrate->npages; i++) {
 		struct page *page;
 
 		if (!migrate_pfn_to_page(migrate->src[i]))
 			continue;
-		nr++;
+		any = true;
 		page = migrate_final_page(migrate, i, false);
 		if (!is_zone_device_page(page))
 			folio_add_lru(page_folio(page));
 	}
-	return nr;
+	return any;
 }
 
 /*
@@ -1207,9 +1224,8 @@ int migrate_device_range(unsigned long *src_pfns, unsigned long start,
 	unsigned long i;
 
 	for (i = 0; i < npages; i++)
-		src_pfns[i] = migrate_collect_pfn(start + i);
-	migrate_device_unmap(src_pfns, npages);
-	return 0;
+		src_pfns[i] = start + i;
+	return migrate_device_pfns(src_pfns, npages);
 }
 EXPORT_SYMBOL(migrate_device_range);
 
