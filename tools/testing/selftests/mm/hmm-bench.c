@@ -5,12 +5,16 @@
  *
  * Every measurement prints one machine-readable line,
  *
- *   BENCH op=OP mem=MEM backing=BACKING size_mib=N mbps=X thp_pct=P
+ *   BENCH op=OP mem=MEM backing=BACKING size_mib=N mbps=X thp_pct=P seq_pct=Q
  *
  * and everything else is a comment line starting with '#'. mbps counts
  * 1 MB as 1e6 bytes; thp_pct is how much of the buffer really was backed
  * by transparent huge pages (from /proc/self/smaps) before the measured
- * operation, the lowest value over the repetitions.
+ * operation, and seq_pct how many of its pages sit at the physical page
+ * after their predecessor's (from /proc/self/pagemap, 0 when it shows no
+ * pfns): a walk of the page tables may go faster over such runs, so both
+ * say what memory a figure was measured on. Each is the lowest value over
+ * the repetitions.
  *
  * The workbench runs this inside a single-vCPU TCG guest under
  * "-icount shift=0", where guest time counts executed instructions: the
@@ -122,10 +126,11 @@ struct buffer {
 	size_t len;
 };
 
-/* One measurement: elapsed time and how much of it ran on THPs. */
+/* One measurement: elapsed time and the memory it ran on. */
 struct sample {
 	__u64 ns;
 	unsigned int thp_pct;
+	unsigned int seq_pct;
 };
 
 static long page_size;
@@ -199,6 +204,51 @@ static unsigned int buffer_thp_pct(const struct buffer *buf)
 	}
 	fclose(f);
 	return thp_bytes * 100 / buf->len;
+}
+
+#define PAGEMAP_PRESENT		0x8000000000000000ULL
+#define PAGEMAP_PFN_MASK	0x007fffffffffffffULL	/* bits 0-54 */
+
+/*
+ * Percentage of the buffer's pages, after the first, that are present at the
+ * pfn after their predecessor's. Without CAP_SYS_ADMIN pagemap shows pfn 0
+ * for every page, which gives 0.
+ */
+static unsigned int buffer_seq_pct(const struct buffer *buf)
+{
+	size_t i, n = buffer_npages(buf), seq = 0;
+	__u64 entries[512], pfn, prev = 0;
+	size_t chunk = ARRAY_SIZE(entries);
+	off_t off;
+	int fd;
+
+	fd = open("/proc/self/pagemap", O_RDONLY);
+	if (fd < 0)
+		die("/proc/self/pagemap: %s", strerror(errno));
+	off = (uintptr_t)buf->ptr / page_size * sizeof(entries[0]);
+	for (i = 0; i < n; i++) {
+		if (i % chunk == 0) {
+			size_t want = (n - i < chunk ? n - i : chunk) * sizeof(entries[0]);
+
+			if (pread(fd, entries, want, off) != (ssize_t)want)
+				die("reading /proc/self/pagemap: %s", strerror(errno));
+			off += want;
+		}
+		pfn = entries[i % chunk];
+		pfn = pfn & PAGEMAP_PRESENT ? pfn & PAGEMAP_PFN_MASK : 0;
+		if (i && pfn && pfn == prev + 1)
+			seq++;
+		prev = pfn;
+	}
+	close(fd);
+	return n > 1 ? seq * 100 / (n - 1) : 0;
+}
+
+/* What the buffer is backed by, measured before the timed operation. */
+static void sample_memory(struct sample *s, const struct buffer *buf)
+{
+	s->thp_pct = buffer_thp_pct(buf);
+	s->seq_pct = buffer_seq_pct(buf);
 }
 
 /*
@@ -312,7 +362,7 @@ static struct sample measure_to_dev(const struct run *r)
 	__u64 t0;
 
 	populated(r, &buf);
-	s.thp_pct = buffer_thp_pct(&buf);
+	sample_memory(&s, &buf);
 	t0 = now_ns();
 	dmirror(r->fd, HMM_DMIRROR_MIGRATE_TO_DEV, "MIGRATE_TO_DEV", &buf, out, &cmd);
 	s.ns = now_ns() - t0;
@@ -330,7 +380,7 @@ static struct sample measure_to_sys(const struct run *r)
 	__u64 t0;
 
 	populated(r, &buf);
-	s.thp_pct = buffer_thp_pct(&buf);
+	sample_memory(&s, &buf);
 	migrate_to_device(r->fd, &buf);
 	t0 = now_ns();
 	dmirror(r->fd, HMM_DMIRROR_MIGRATE_TO_SYS, "MIGRATE_TO_SYS", &buf, NULL, &cmd);
@@ -360,7 +410,7 @@ static struct sample measure_cpu_fault(const struct run *r)
 	size_t off;
 
 	populated(r, &buf);
-	s.thp_pct = buffer_thp_pct(&buf);
+	sample_memory(&s, &buf);
 	migrate_to_device(r->fd, &buf);
 	t0 = now_ns();
 	for (off = 0; off < buf.len; off += page_size)
@@ -381,7 +431,7 @@ static struct sample measure_fault_read(const struct run *r)
 	__u64 t0;
 
 	populated(r, &buf);
-	s.thp_pct = buffer_thp_pct(&buf);
+	sample_memory(&s, &buf);
 	t0 = now_ns();
 	dmirror(r->fd, HMM_DMIRROR_READ, "READ", &buf, out, &cmd);
 	s.ns = now_ns() - t0;
@@ -412,7 +462,7 @@ static struct sample measure_snapshot(const struct run *r)
 	__u64 t0;
 
 	populated(r, &buf);
-	s.thp_pct = buffer_thp_pct(&buf);
+	sample_memory(&s, &buf);
 	memset(perm, 0xaa, buffer_npages(&buf));
 	t0 = now_ns();
 	dmirror(r->fd, HMM_DMIRROR_SNAPSHOT, "SNAPSHOT", &buf, perm, &cmd);
@@ -433,7 +483,7 @@ static struct sample measure_memcpy(const struct run *r)
 	populated(r, &src);
 	buffer_alloc(&dst, r->len, r->backing);
 	memset(dst.ptr, 0, dst.len);
-	s.thp_pct = buffer_thp_pct(&src);
+	sample_memory(&s, &src);
 	dst_pct = buffer_thp_pct(&dst);
 	if (dst_pct < s.thp_pct)
 		s.thp_pct = dst_pct;
@@ -477,7 +527,7 @@ static int cmp_u64(const void *a, const void *b)
 static void bench_one(struct run *r, const char *mem, const struct options *opts)
 {
 	__u64 ns[MAX_REPS];
-	unsigned int thp_pct = 100;
+	unsigned int thp_pct = 100, seq_pct = 100;
 	__u64 median;
 	struct sample s;
 	int i;
@@ -488,13 +538,15 @@ static void bench_one(struct run *r, const char *mem, const struct options *opts
 		ns[i] = s.ns ? s.ns : 1;
 		if (s.thp_pct < thp_pct)
 			thp_pct = s.thp_pct;
+		if (s.seq_pct < seq_pct)
+			seq_pct = s.seq_pct;
 	}
 	qsort(ns, opts->reps, sizeof(ns[0]), cmp_u64);
 	median = opts->reps % 2 ? ns[opts->reps / 2] :
 		 (ns[opts->reps / 2 - 1] + ns[opts->reps / 2]) / 2;
-	printf("BENCH op=%s mem=%s backing=%s size_mib=%zu mbps=%.1f thp_pct=%u\n",
+	printf("BENCH op=%s mem=%s backing=%s size_mib=%zu mbps=%.1f thp_pct=%u seq_pct=%u\n",
 	       op_names[r->op], mem, backing_names[r->backing], r->len / MIB,
-	       r->len * 1e3 / median, thp_pct);
+	       r->len * 1e3 / median, thp_pct, seq_pct);
 }
 
 /* ---- command line ------------------------------------------------------- */

@@ -36,7 +36,7 @@ class ReportError(Exception):
 
 
 def parse_file(path):
-    """Return {(op, mem, backing, size_mib): (mbps, thp_pct)} of one boot."""
+    """Return {(op, mem, backing, size_mib): (mbps, thp_pct, seq_pct)}."""
     results = {}
     rc = None
     failures = []
@@ -57,7 +57,8 @@ def parse_file(path):
             try:
                 key = (fields['op'], fields['mem'], fields['backing'],
                        int(fields['size_mib']))
-                results[key] = (float(fields['mbps']), int(fields['thp_pct']))
+                results[key] = (float(fields['mbps']), int(fields['thp_pct']),
+                                int(fields['seq_pct']))
             except (KeyError, ValueError) as e:
                 raise ReportError(f'{path}: malformed BENCH line ({e}): {line}')
     if failures:
@@ -74,13 +75,13 @@ def parse_file(path):
 
 
 def collect(paths):
-    """Merge rounds: {key: ([mbps per round], min thp_pct)}."""
+    """Merge rounds: {key: ([mbps per round], min thp_pct, min seq_pct)}."""
     merged = {}
     for path in paths:
-        for key, (mbps, thp) in parse_file(path).items():
-            values, low = merged.get(key, ([], 100))
+        for key, (mbps, thp, seq) in parse_file(path).items():
+            values, low_thp, low_seq = merged.get(key, ([], 100, 100))
             values.append(mbps)
-            merged[key] = (values, min(low, thp))
+            merged[key] = (values, min(low_thp, thp), min(low_seq, seq))
     return merged
 
 
@@ -105,13 +106,13 @@ def fmt(v, spec, width):
 
 def build_rows(stock, patched):
     memcpy = {}
-    for (op, mem, backing, size), (values, _) in patched.items():
+    for (op, mem, backing, size), (values, _, _) in patched.items():
         if op == 'memcpy':
             memcpy[(backing, size)] = statistics.median(values)
     rows = []
     for key in sorted(set(stock) | set(patched), key=sort_key):
-        s_vals, s_thp = stock.get(key, ([], 100))
-        p_vals, p_thp = patched.get(key, ([], 100))
+        s_vals, s_thp, s_seq = stock.get(key, ([], 100, None))
+        p_vals, p_thp, p_seq = patched.get(key, ([], 100, None))
         s_med = statistics.median(s_vals) if s_vals else None
         p_med = statistics.median(p_vals) if p_vals else None
         base = memcpy.get((key[2], key[3]))
@@ -126,6 +127,8 @@ def build_rows(stock, patched):
             's_spread': spread_pct(s_vals),
             'p_spread': spread_pct(p_vals),
             'thp': min(s_thp, p_thp),
+            's_seq': s_seq,
+            'p_seq': p_seq,
             'rounds': (len(s_vals), len(p_vals)),
         })
     return rows
@@ -134,7 +137,8 @@ def build_rows(stock, patched):
 def table(rows, n_stock, n_patched):
     head = (f'{"op":<11}{"mem":<9}{"backing":<8}{"MiB":>5}'
             f'{"stock MB/s":>12}{"patched MB/s":>14}{"ratio":>7}'
-            f'{"vs memcpy":>10}{"spread s%":>10}{"spread p%":>10}{"thp%":>6}')
+            f'{"vs memcpy":>10}{"spread s%":>10}{"spread p%":>10}{"thp%":>6}'
+            f'{"seq s%":>8}{"seq p%":>8}')
     lines = [
         'hmm-bench: stock vs patched kernel, MB/s (1 MB = 1e6 bytes) under '
         'TCG -icount shift=0, one vCPU',
@@ -142,7 +146,9 @@ def table(rows, n_stock, n_patched):
         'ratio = patched/stock; vs memcpy = patched / memcpy of the same '
         'backing and size;',
         'spread = max/min - 1 over rounds (each round already the median '
-        'of hmm-bench -r reps); thp% = least THP share seen',
+        'of hmm-bench -r reps); thp% = least THP share seen;',
+        'seq s%, seq p% = least share of pages physically next to the page '
+        'before them, stock and patched',
         '',
         head,
         '-' * len(head),
@@ -153,7 +159,8 @@ def table(rows, n_stock, n_patched):
                      f'{fmt(r["stock"], ".1f", 12)}{fmt(r["patched"], ".1f", 14)}'
                      f'{fmt(r["ratio"], ".3f", 7)}{fmt(r["vs_memcpy"], ".3f", 10)}'
                      f'{fmt(r["s_spread"], ".1f", 10)}{fmt(r["p_spread"], ".1f", 10)}'
-                     f'{r["thp"]:>6}')
+                     f'{r["thp"]:>6}{fmt(r["s_seq"], "d", 8)}'
+                     f'{fmt(r["p_seq"], "d", 8)}')
     ratios = [r['ratio'] for r in rows if r['ratio']]
     spreads = [s for r in rows for s in (r['s_spread'], r['p_spread'])
                if s is not None]
