@@ -359,58 +359,43 @@ static int hmm_stop_at_pte(struct hmm_vma_walk *hvw,
 }
 
 /*
- * The output for @pte, requested with @input, when it maps a normal page
- * present for reading: the bulk of populated memory, kept to a few tests.
- * Return false for anything else, left to hmm_pte_result(). Without
+ * The CPU flags of @pte, requested with @input, when it maps a normal page
+ * present for reading and needs no fault: the bulk of populated memory, kept
+ * to a few tests. 0 for anything else, left to hmm_pte_result(). Without
  * pte_special() a present PTE alone does not tell a normal page.
  */
-static __always_inline bool hmm_plain_pte(const struct hmm_vma_walk *hvw,
-					  pte_t pte, unsigned long input,
-					  unsigned long *out)
+static __always_inline unsigned long
+hmm_plain_pte_flags(const struct hmm_vma_walk *hvw, pte_t pte,
+		    unsigned long input)
 {
-	unsigned long cpu_flags = HMM_PFN_VALID;
-
 	if (!IS_ENABLED(CONFIG_ARCH_HAS_PTE_SPECIAL) || !pte_present(pte) ||
 	    pte_special(pte) || pte_protnone(pte))
-		return false;
+		return 0;
 	if (pte_write(pte))
-		cpu_flags |= HMM_PFN_WRITE;
-	else if (hmm_fault_needed(hmm_page_request(hvw, input), cpu_flags))
-		return false;
-	*out = pte_pfn(pte) | cpu_flags;
-	return true;
+		return HMM_PFN_VALID | HMM_PFN_WRITE;
+	if (hmm_fault_needed(hmm_page_request(hvw, input), HMM_PFN_VALID))
+		return 0;
+	return HMM_PFN_VALID;
 }
 
 /*
- * Store the outputs of the run that follows @pte (output @out) over at most
- * @max PTEs from @ptep, and return its length: PTEs that map the next pfn
- * with the same bits as a plain PTE are as plain, and when every page asks
- * for the same thing their outputs follow without a look of their own.
- * Memory a process populated in order is mostly such runs.
+ * Walk the PTEs of [@start, @end) under @pmdp. Populated memory is mostly
+ * PTEs that differ from each other in their pfn only: once one such PTE is
+ * known plain (@like, with @like_flags), any PTE whose other bits are the
+ * same has the same flags, and costs a compare and a store whatever order
+ * the pages were allocated in. A read-only @like only stands for the others
+ * when every page asks for the same thing, since a page of its own may ask
+ * for write.
  */
-static unsigned long hmm_follow_run(pte_t *ptep, pte_t pte,
-				    unsigned long out, unsigned long *hmm_pfn,
-				    unsigned long max)
-{
-	unsigned long i;
-
-	for (i = 0; i < max; i++) {
-		pte = pte_next_pfn(pte);
-		if (!pte_same(ptep_get(ptep + i), pte))
-			break;
-		hmm_pfn[i] = ++out;
-	}
-	return i;
-}
-
 static int hmm_walk_ptes(struct hmm_vma_walk *hvw, struct mm_walk *walk,
 			 pmd_t *pmdp, unsigned long start, unsigned long end)
 {
 	struct hmm_range *range = hvw->range;
 	unsigned long i = hmm_index(range, start);
 	unsigned long n = hmm_index(range, end);
-	unsigned long addr, out, len;
-	pte_t *first, *ptep, pte;
+	unsigned long pfn, flags, like_pfn = 0, like_flags = 0;
+	pte_t *first, *ptep, pte, like = __pte(0);
+	unsigned long addr, out;
 	int ret = 0;
 
 	first = pte_offset_map(pmdp, start);
@@ -423,14 +408,19 @@ static int hmm_walk_ptes(struct hmm_vma_walk *hvw, struct mm_walk *walk,
 	__acquire(RCU);
 	for (ptep = first; i < n; i++, ptep++) {
 		pte = ptep_get(ptep);
-		if (hmm_plain_pte(hvw, pte, range->hmm_pfns[i], &out)) {
-			range->hmm_pfns[i] = out;
-			if (!hvw->per_page) {
-				len = hmm_follow_run(ptep + 1, pte, out,
-						     &range->hmm_pfns[i + 1],
-						     n - i - 1);
-				i += len;
-				ptep += len;
+		pfn = pte_pfn(pte);
+		if (like_flags &&
+		    pte_same(pte, pte_advance_pfn(like, pfn - like_pfn))) {
+			range->hmm_pfns[i] = pfn | like_flags;
+			continue;
+		}
+		flags = hmm_plain_pte_flags(hvw, pte, range->hmm_pfns[i]);
+		if (flags) {
+			range->hmm_pfns[i] = pfn | flags;
+			if (!hvw->per_page || (flags & HMM_PFN_WRITE)) {
+				like = pte;
+				like_pfn = pfn;
+				like_flags = flags;
 			}
 			continue;
 		}

@@ -1164,6 +1164,40 @@ static void hmm_range_fault_pte_runs(struct kunit *test)
 			      &(struct hmm_kunit_expect){ 0, V | W, 0, PFN_DATA });
 }
 
+/*
+ * A read-only PTE only stands for the next one when every page asks for the
+ * same thing: with per-page requests, a write request among read-only pages
+ * is faulted for that page alone.
+ */
+static void hmm_range_fault_per_page_write_among_read_only(struct kunit *test)
+{
+	const unsigned long r = HMM_PFN_REQ_FAULT, w = HMM_PFN_REQ_WRITE;
+	const unsigned long input[6] = { 0, r, r | w, 0, r | w, r };
+	const unsigned long want[6] = { V, V, V | W, V, V | W, V };
+	struct hmm_kunit_ctx *ctx = hmm_kunit_ctx_create(test);
+	unsigned long pfns[6], i;
+	struct hmm_range range = {
+		.pfn_flags_mask = ~0UL,
+		.hmm_pfns = pfns,
+		.dev_private_owner = &hmm_kunit_owner,
+	};
+
+	range.start = hmm_kunit_map_anon(ctx, 6 * PAGE_SIZE,
+					 PROT_READ | PROT_WRITE);
+	range.end = range.start + 6 * PAGE_SIZE;
+	ctx->origin = range.start;
+	hmm_kunit_fill(ctx, range.start, range.end);
+	for (i = 0; i < 6; i++)
+		hmm_kunit_wrprotect_pte(ctx, range.start + i * PAGE_SIZE);
+	KUNIT_ASSERT_EQ(test, hmm_kunit_range_fault(ctx, &range, input, true),
+			0);
+	hmm_kunit_check_flags(test, pfns, want, 6);
+	for (i = 0; i < 6; i++)
+		hmm_kunit_check_entry(ctx, range.start + i * PAGE_SIZE, pfns[i],
+				      &(struct hmm_kunit_expect){
+					0, want[i], 0, PFN_DATA });
+}
+
 static void hmm_kunit_kvfree(void *p)
 {
 	kvfree(p);
@@ -1248,6 +1282,7 @@ static struct kunit_case hmm_test_cases[] = {
 	KUNIT_CASE(hmm_range_fault_bad_range),
 	KUNIT_CASE(hmm_range_fault_fatal_signal),
 	KUNIT_CASE(hmm_range_fault_pte_runs),
+	KUNIT_CASE(hmm_range_fault_per_page_write_among_read_only),
 	KUNIT_CASE_SLOW(hmm_range_fault_sparse_huge_range),
 	{}
 };
