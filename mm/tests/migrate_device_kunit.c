@@ -1484,6 +1484,137 @@ static void migrate_vma_setup_leaves_busy_page_mapped(struct kunit *test)
 	mdk_expect_device_pages_freed(test);
 }
 
+/*
+ * A reference taken after setup (O_DIRECT, a GUP user) makes the page
+ * impossible to move: migrate_vma_pages() drops its entry, finalize maps
+ * it again and releases the destination the driver gave for it.
+ */
+static void migrate_vma_pages_drops_page_referenced_after_setup(struct kunit *test)
+{
+	const unsigned long npages = 2, held = 0;
+	struct mdk_device *dev = mdk_device(test, MDK_PRIVATE);
+	struct page *pages[2], *dpages[2];
+	struct mdk_migration *m;
+	unsigned long addr, i;
+
+	addr = mdk_mmap(test, npages);
+	for (i = 0; i < npages; i++)
+		pages[i] = mdk_populate(test, mdk_page_addr(addr, i), MDK_SYSTEM);
+
+	m = mdk_setup(test, addr, npages, MIGRATE_VMA_SELECT_SYSTEM,
+		      &mdk_owner);
+	KUNIT_ASSERT_EQ(test, m->args.cpages, npages);
+	get_page(pages[held]);
+	KUNIT_ASSERT_EQ(test, 0, kunit_add_action_or_reset(test, mdk_put_page,
+							   pages[held]));
+	for (i = 0; i < npages; i++)
+		dpages[i] = mdk_give_vma_dst(test, m, i, dev);
+	mdk_pages(test, m);
+	for (i = 0; i < npages; i++)
+		KUNIT_EXPECT_EQ_MSG(test,
+				    !!(m->args.src[i] & MIGRATE_PFN_MIGRATE),
+				    i != held, "src[%lu]", i);
+	mdk_finalize(test, m);
+	kunit_release_action(test, mdk_put_page, pages[held]);
+
+	for (i = 0; i < npages; i++) {
+		unsigned long a = mdk_page_addr(addr, i);
+		struct page *now = i == held ? pages[i] : dpages[i];
+
+		mdk_expect_mapped_once(test, a, now, 1);
+		mdk_expect_page_data(test, now, mdk_seed(a));
+	}
+	mdk_expect_device_pages_freed(test);
+}
+
+/*
+ * The CPU may fill a hole or write over the zero page while the driver
+ * copies: the page it faulted in wins, and the driver's page for that
+ * address is released rather than mapped over it.
+ */
+static void migrate_vma_pages_keeps_page_cpu_faulted_after_setup(struct kunit *test)
+{
+	static const enum mdk_kind kinds[] = { MDK_HOLE, MDK_ZERO, MDK_HOLE };
+	const unsigned long npages = ARRAY_SIZE(kinds), untouched = 2;
+	struct mdk_device *dev = mdk_device(test, MDK_PRIVATE);
+	struct page *dpages[ARRAY_SIZE(kinds)];
+	struct mdk_migration *m;
+	unsigned long addr, i;
+
+	addr = mdk_mmap(test, npages);
+	for (i = 0; i < npages; i++)
+		mdk_populate(test, mdk_page_addr(addr, i), kinds[i]);
+
+	m = mdk_setup(test, addr, npages, MIGRATE_VMA_SELECT_SYSTEM,
+		      &mdk_owner);
+	KUNIT_ASSERT_EQ(test, m->args.cpages, npages);
+	for (i = 0; i < npages; i++) {
+		if (i != untouched)
+			mdk_write_user(test, mdk_page_addr(addr, i));
+		dpages[i] = mdk_give_vma_dst(test, m, i, dev);
+	}
+	mdk_pages(test, m);
+	for (i = 0; i < npages; i++)
+		KUNIT_EXPECT_EQ_MSG(test,
+				    !!(m->args.src[i] & MIGRATE_PFN_MIGRATE),
+				    i == untouched, "src[%lu]", i);
+	mdk_finalize(test, m);
+
+	for (i = 0; i < npages; i++) {
+		unsigned long a = mdk_page_addr(addr, i);
+
+		if (i == untouched) {
+			mdk_expect_mapped_once(test, a, dpages[i], 1);
+			mdk_expect_page_data(test, dpages[i],
+					     mdk_device_seed(a));
+		} else {
+			KUNIT_EXPECT_PTR_NE(test, mdk_page_at(test, a),
+					    dpages[i]);
+			mdk_expect_pte_kind(test, a, MDK_PTE_PRESENT);
+			mdk_expect_user_data(test, a, mdk_seed(a));
+		}
+	}
+	mdk_expect_device_pages_freed(test);
+}
+
+/*
+ * A destination given for an entry setup did not collect (src 0) is never
+ * used: finalize unlocks and releases it, and the page stays where it was.
+ */
+static void migrate_vma_finalize_releases_dst_of_uncollected_entry(struct kunit *test)
+{
+	const unsigned long npages = 2, busy = 0;
+	struct mdk_device *dev = mdk_device(test, MDK_PRIVATE);
+	struct page *pages[2], *dpages[2];
+	struct mdk_migration *m;
+	unsigned long addr, i;
+
+	addr = mdk_mmap(test, npages);
+	for (i = 0; i < npages; i++)
+		pages[i] = mdk_populate(test, mdk_page_addr(addr, i), MDK_SYSTEM);
+	mdk_make_busy(test, mdk_page_addr(addr, busy), MDK_LOCKED);
+
+	m = mdk_setup(test, addr, npages, MIGRATE_VMA_SELECT_SYSTEM,
+		      &mdk_owner);
+	KUNIT_ASSERT_EQ(test, m->args.src[busy], 0);
+	dpages[busy] = mdk_device_alloc(dev);
+	KUNIT_ASSERT_NOT_NULL(test, dpages[busy]);
+	m->args.dst[busy] = migrate_pfn(page_to_pfn(dpages[busy]));
+	dpages[!busy] = mdk_give_vma_dst(test, m, !busy, dev);
+	mdk_pages(test, m);
+	mdk_finalize(test, m);
+	kunit_release_action(test, mdk_unlock_page, pages[busy]);
+
+	mdk_expect_maps(test, mdk_page_addr(addr, busy), pages[busy], 1);
+	mdk_expect_mapped_once(test, mdk_page_addr(addr, !busy), dpages[!busy],
+			       1);
+	/* The unused destination went back to the device, unlocked. */
+	KUNIT_EXPECT_FALSE(test, PageLocked(dpages[busy]));
+	KUNIT_EXPECT_FALSE(test,
+			   mdk_device_page_used(dev, page_to_pfn(dpages[busy])));
+	mdk_expect_device_pages_freed(test);
+}
+
 /* A shared (non-anonymous) mapping: no holes offered, pages stay put. */
 static void migrate_vma_keeps_shared_mapping_in_system_memory(struct kunit *test)
 {
@@ -2163,6 +2294,9 @@ static struct kunit_case migrate_device_test_cases[] = {
 	KUNIT_CASE(migrate_vma_pages_fills_unpopulated_range_with_device_pages),
 	KUNIT_CASE_PARAM(migrate_vma_setup_leaves_busy_page_mapped,
 			 mdk_busy_gen_params),
+	KUNIT_CASE(migrate_vma_pages_drops_page_referenced_after_setup),
+	KUNIT_CASE(migrate_vma_pages_keeps_page_cpu_faulted_after_setup),
+	KUNIT_CASE(migrate_vma_finalize_releases_dst_of_uncollected_entry),
 	KUNIT_CASE(migrate_vma_keeps_shared_mapping_in_system_memory),
 	KUNIT_CASE(migrate_vma_partial_migration_maps_each_page_once),
 	KUNIT_CASE(migrate_vma_without_destinations_restores_every_page),
