@@ -404,11 +404,18 @@ struct hmm_kunit_expect {
 	enum hmm_kunit_pfn pfn;
 };
 
+/* The dev_private_owner a matrix range is walked with. */
+enum hmm_kunit_range_owner {
+	HMM_KUNIT_OWN,		/* the owner of the suite's device pages */
+	HMM_KUNIT_OTHER,	/* another driver's */
+	HMM_KUNIT_NO_OWNER,	/* NULL, as drivers without device memory */
+};
+
 struct hmm_kunit_kind {
 	const char *name;
 	/* Map and populate, set ctx->origin, return the range's npages. */
 	unsigned long (*setup)(struct hmm_kunit_ctx *ctx);
-	bool other_owner;
+	enum hmm_kunit_range_owner owner;
 	struct hmm_kunit_expect expect[HMM_NR_CLASSES];
 };
 
@@ -721,48 +728,52 @@ static unsigned long hmm_kunit_setup_no_vma(struct hmm_kunit_ctx *ctx)
 #define HMM_UNUSABLE	{ { 0, E, 0, PFN_NONE }, { -EFAULT }, { -EFAULT } }
 
 static const struct hmm_kunit_kind hmm_kunit_kinds[] = {
-	{ "none", hmm_kunit_setup_none, false,
+	{ "none", hmm_kunit_setup_none, HMM_KUNIT_OWN,
 	  { { 0, 0, 0, PFN_NONE }, { 0, V, 0, PFN_ZERO },
 	    { 0, V | W, 0, PFN_FRESH } } },
-	{ "zero", hmm_kunit_setup_zero, false,
+	{ "zero", hmm_kunit_setup_zero, HMM_KUNIT_OWN,
 	  { { 0, V, 0, PFN_ZERO }, { 0, V, 0, PFN_ZERO },
 	    { 0, V | W, 0, PFN_FRESH } } },
-	{ "read-write", hmm_kunit_setup_rw, false,
+	{ "read-write", hmm_kunit_setup_rw, HMM_KUNIT_OWN,
 	  HMM_ALL(0, V | W, 0, PFN_DATA) },
-	{ "read-only-shared", hmm_kunit_setup_ro_shared, false,
+	{ "read-only-shared", hmm_kunit_setup_ro_shared, HMM_KUNIT_OWN,
 	  { { 0, V, 0, PFN_DATA }, { 0, V, 0, PFN_DATA }, { -EPERM } } },
-	{ "read-only-none", hmm_kunit_setup_ro_none, false,
+	{ "read-only-none", hmm_kunit_setup_ro_none, HMM_KUNIT_OWN,
 	  { { 0, 0, 0, PFN_NONE }, { 0, V, 0, PFN_ZERO }, { -EPERM } } },
-	{ "thp", hmm_kunit_setup_thp, false,
+	{ "thp", hmm_kunit_setup_thp, HMM_KUNIT_OWN,
 	  HMM_ALL(0, V | W | O(HMM_KUNIT_PMD_ORDER), 0, PFN_DATA) },
 	/* A read fault maps the huge zero page, or a THP without it. */
-	{ "thp-none", hmm_kunit_setup_thp_none, false,
+	{ "thp-none", hmm_kunit_setup_thp_none, HMM_KUNIT_OWN,
 	  { { 0, 0, 0, PFN_NONE },
 	    { 0, V | O(HMM_KUNIT_PMD_ORDER), W, PFN_FRESH },
 	    { 0, V | W | O(HMM_KUNIT_PMD_ORDER), 0, PFN_FRESH } } },
-	{ "hugetlb", hmm_kunit_setup_hugetlb, false,
+	{ "hugetlb", hmm_kunit_setup_hugetlb, HMM_KUNIT_OWN,
 	  HMM_ALL(0, V | W | O(HMM_KUNIT_PMD_ORDER), 0, PFN_DATA) },
 	/* A read fault of a private hugetlb mapping maps it read-only. */
-	{ "hugetlb-none", hmm_kunit_setup_hugetlb_none, false,
+	{ "hugetlb-none", hmm_kunit_setup_hugetlb_none, HMM_KUNIT_OWN,
 	  { { 0, 0, 0, PFN_NONE },
 	    { 0, V | O(HMM_KUNIT_PMD_ORDER), 0, PFN_FRESH },
 	    { 0, V | W | O(HMM_KUNIT_PMD_ORDER), 0, PFN_FRESH } } },
 	/* Our own device pages are reported as they are, never faulted. */
-	{ "device-own", hmm_kunit_setup_dev_rw, false,
+	{ "device-own", hmm_kunit_setup_dev_rw, HMM_KUNIT_OWN,
 	  HMM_ALL(0, V | W, 0, PFN_DEVICE) },
-	{ "device-own-read-only", hmm_kunit_setup_dev_ro, false,
+	{ "device-own-read-only", hmm_kunit_setup_dev_ro, HMM_KUNIT_OWN,
 	  HMM_ALL(0, V, 0, PFN_DEVICE) },
 	/* Another owner's pages come back to system memory on request. */
-	{ "device-other", hmm_kunit_setup_dev_rw, true,
+	{ "device-other", hmm_kunit_setup_dev_rw, HMM_KUNIT_OTHER,
 	  { { 0, 0, 0, PFN_NONE }, { 0, V, W, PFN_DATA },
 	    { 0, V | W, 0, PFN_DATA } } },
-	{ "device-exclusive", hmm_kunit_setup_exclusive, false,
+	/* A range without an owner owns no device page. */
+	{ "device-no-owner", hmm_kunit_setup_dev_rw, HMM_KUNIT_NO_OWNER,
 	  { { 0, 0, 0, PFN_NONE }, { 0, V, W, PFN_DATA },
 	    { 0, V | W, 0, PFN_DATA } } },
-	{ "pfnmap", hmm_kunit_setup_pfnmap, false, HMM_UNUSABLE },
-	{ "mixedmap-special", hmm_kunit_setup_mixedmap, false, HMM_UNUSABLE },
-	{ "prot-none", hmm_kunit_setup_prot_none, false, HMM_UNUSABLE },
-	{ "no-vma", hmm_kunit_setup_no_vma, false, HMM_UNUSABLE },
+	{ "device-exclusive", hmm_kunit_setup_exclusive, HMM_KUNIT_OWN,
+	  { { 0, 0, 0, PFN_NONE }, { 0, V, W, PFN_DATA },
+	    { 0, V | W, 0, PFN_DATA } } },
+	{ "pfnmap", hmm_kunit_setup_pfnmap, HMM_KUNIT_OWN, HMM_UNUSABLE },
+	{ "mixedmap-special", hmm_kunit_setup_mixedmap, HMM_KUNIT_OWN, HMM_UNUSABLE },
+	{ "prot-none", hmm_kunit_setup_prot_none, HMM_KUNIT_OWN, HMM_UNUSABLE },
+	{ "no-vma", hmm_kunit_setup_no_vma, HMM_KUNIT_OWN, HMM_UNUSABLE },
 };
 
 struct hmm_kunit_matrix_case {
@@ -846,6 +857,18 @@ static void hmm_kunit_check_entry(struct hmm_kunit_ctx *ctx,
 	hmm_kunit_check_pfn(ctx, addr, entry & ~HMM_PFN_FLAGS, expect->pfn);
 }
 
+static void *hmm_kunit_owner_of(enum hmm_kunit_range_owner owner)
+{
+	switch (owner) {
+	case HMM_KUNIT_OWN:
+		return &hmm_kunit_owner;
+	case HMM_KUNIT_OTHER:
+		return &hmm_kunit_other_owner;
+	default:
+		return NULL;
+	}
+}
+
 static void hmm_range_fault_matrix(struct kunit *test)
 {
 	const struct hmm_kunit_matrix_case *c = test->param_value;
@@ -856,8 +879,7 @@ static void hmm_range_fault_matrix(struct kunit *test)
 		.default_flags = c->mode->default_flags,
 		.pfn_flags_mask = c->mode->pfn_flags_mask,
 		.hmm_pfns = pfns,
-		.dev_private_owner = c->kind->other_owner ?
-			&hmm_kunit_other_owner : &hmm_kunit_owner,
+		.dev_private_owner = hmm_kunit_owner_of(c->kind->owner),
 	};
 	unsigned long npages, i;
 	int ret;
