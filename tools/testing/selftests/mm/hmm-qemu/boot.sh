@@ -33,6 +33,10 @@ append+=' memmap=768M$0x80000000'
 append+=" test_hmm.spm_addr_dev0=0x80000000 test_hmm.spm_addr_dev1=0x90000000"
 append+=" migrate_device_kunit.coherent_addr=0xa0000000"
 append+=" hmmq.mode=$mode"
+# The project's KUnit suites run at boot in the patched kernels. Only test
+# mode wants them: in a bench boot they would also leave the stock and the
+# patched guest with differently used memory before the first measurement.
+[ "$mode" = test ] || append+=" kunit.enable=0"
 
 accel=(-accel tcg -smp 2)
 if [ "$mode" = bench ]; then
