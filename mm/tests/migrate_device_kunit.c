@@ -30,6 +30,7 @@
 #include <linux/module.h>
 #include <linux/pagemap.h>
 #include <linux/sched/mm.h>
+#include <linux/shmem_fs.h>
 #include <linux/sizes.h>
 #include <linux/swapops.h>
 #include <linux/uaccess.h>
@@ -1615,6 +1616,60 @@ static void migrate_vma_finalize_releases_dst_of_uncollected_entry(struct kunit 
 	mdk_expect_device_pages_freed(test);
 }
 
+KUNIT_DEFINE_ACTION_WRAPPER(mdk_fput, fput, struct file *);
+
+/*
+ * Drivers loop over a large range with one struct migrate_vma, changing
+ * only start and end (nouveau does). Internal state the engine leaves in
+ * @flags after a page mapped in two places, which it restores through the
+ * rmap, must not make the next setup fail, and both mappings come back.
+ */
+static void migrate_vma_struct_reused_after_rmap_restore(struct kunit *test)
+{
+	const unsigned long npages = 2;
+	unsigned long a, b, i;
+	struct mdk_migration *m;
+	struct page *page;
+	struct file *file;
+
+	file = shmem_file_setup("mdk", npages * PAGE_SIZE, 0);
+	KUNIT_ASSERT_FALSE(test, IS_ERR(file));
+	KUNIT_ASSERT_EQ(test, 0, kunit_add_action_or_reset(test, mdk_fput,
+							   file));
+	a = kunit_vm_mmap(test, file, 0, npages * PAGE_SIZE,
+			  PROT_READ | PROT_WRITE, MAP_SHARED, 0);
+	b = kunit_vm_mmap(test, file, 0, npages * PAGE_SIZE,
+			  PROT_READ | PROT_WRITE, MAP_SHARED, 0);
+	KUNIT_ASSERT_TRUE(test, a && !IS_ERR_VALUE(a) && b && !IS_ERR_VALUE(b));
+	/* The case's address space, held like mdk_mmap_prot() holds it. */
+	mdk_mmap(test, 1);
+	for (i = 0; i < npages; i++) {
+		mdk_write_user(test, mdk_page_addr(a, i));
+		mdk_read_fault_user(test, mdk_page_addr(b, i));
+	}
+
+	m = mdk_setup(test, a, 1, MIGRATE_VMA_SELECT_SYSTEM, &mdk_owner);
+	KUNIT_ASSERT_EQ(test, m->args.cpages, 1);
+	mdk_finalize(test, m);
+
+	m->args.start = mdk_page_addr(a, 1);
+	m->args.end = mdk_page_addr(a, 2);
+	KUNIT_ASSERT_EQ(test, mdk_try_setup(test, m), 0);
+	KUNIT_EXPECT_EQ(test, m->args.cpages, 1);
+	mdk_finalize(test, m);
+
+	for (i = 0; i < npages; i++) {
+		page = mdk_page_at(test, mdk_page_addr(a, i));
+		KUNIT_EXPECT_PTR_EQ(test, mdk_page_at(test, mdk_page_addr(b, i)),
+				    page);
+		KUNIT_EXPECT_EQ(test, folio_mapcount(page_folio(page)), 2);
+		mdk_expect_user_data(test, mdk_page_addr(a, i),
+				     mdk_seed(mdk_page_addr(a, i)));
+		mdk_expect_user_data(test, mdk_page_addr(b, i),
+				     mdk_seed(mdk_page_addr(a, i)));
+	}
+}
+
 /* A shared (non-anonymous) mapping: no holes offered, pages stay put. */
 static void migrate_vma_keeps_shared_mapping_in_system_memory(struct kunit *test)
 {
@@ -2298,6 +2353,7 @@ static struct kunit_case migrate_device_test_cases[] = {
 	KUNIT_CASE(migrate_vma_pages_keeps_page_cpu_faulted_after_setup),
 	KUNIT_CASE(migrate_vma_finalize_releases_dst_of_uncollected_entry),
 	KUNIT_CASE(migrate_vma_keeps_shared_mapping_in_system_memory),
+	KUNIT_CASE(migrate_vma_struct_reused_after_rmap_restore),
 	KUNIT_CASE(migrate_vma_partial_migration_maps_each_page_once),
 	KUNIT_CASE(migrate_vma_without_destinations_restores_every_page),
 	KUNIT_CASE(migrate_vma_partial_migration_to_system_keeps_rest_on_device),
