@@ -2017,16 +2017,18 @@ KUNIT_DEFINE_ACTION_WRAPPER(mdk_notifier_remove, mmu_interval_notifier_remove,
 			    struct mmu_interval_notifier *);
 
 /*
- * The invalidations a migration sends are MMU_NOTIFY_MIGRATE tagged with
- * pgmap_owner, so the owning driver can skip its own device mappings.
+ * The invalidations a migration sends, at setup and when holes are filled,
+ * are MMU_NOTIFY_MIGRATE tagged with pgmap_owner, so the owning driver can
+ * skip its own device mappings.
  */
 static void migrate_vma_notifies_migrate_event_with_owner(struct kunit *test)
 {
 	static const enum mdk_kind kinds[] = {
 		MDK_SYSTEM, MDK_HOLE, MDK_SYSTEM, MDK_SYSTEM,
 	};
-	const unsigned long npages = ARRAY_SIZE(kinds);
+	const unsigned long npages = ARRAY_SIZE(kinds), hole = 1;
 	struct mdk_device *dev = mdk_device(test, MDK_PRIVATE);
+	unsigned int setup_events;
 	struct mdk_notifier *n;
 	struct mdk_migration *m;
 	unsigned long addr, i;
@@ -2053,7 +2055,15 @@ static void migrate_vma_notifies_migrate_event_with_owner(struct kunit *test)
 	KUNIT_EXPECT_GE(test, n->end, mdk_page_addr(addr, npages));
 	for (i = 0; i < npages; i++)
 		mdk_give_vma_dst(test, m, i, dev);
+
+	/* Filling the hole maps a page where mirrors saw none: say so too. */
+	setup_events = n->nr_migrate;
+	n->start = ULONG_MAX;
+	n->end = 0;
 	mdk_pages(test, m);
+	KUNIT_EXPECT_GT(test, n->nr_migrate, setup_events);
+	KUNIT_EXPECT_LE(test, n->start, mdk_page_addr(addr, hole));
+	KUNIT_EXPECT_GE(test, n->end, mdk_page_addr(addr, hole + 1));
 	mdk_finalize(test, m);
 	KUNIT_EXPECT_EQ(test, n->nr_wrong_owner, 0);
 
