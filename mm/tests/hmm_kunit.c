@@ -683,6 +683,28 @@ static const struct file_operations hmm_kunit_mixed_fops = {
 	.mmap = hmm_kunit_mixed_mmap,
 };
 
+/*
+ * Normal pages, not special PTEs, in a VM_IO VMA: only the VMA's flags say
+ * the device must not use them.
+ */
+static int hmm_kunit_io_mmap(struct file *file, struct vm_area_struct *vma)
+{
+	unsigned long addr;
+	int ret;
+
+	vm_flags_set(vma, VM_IO | VM_MIXEDMAP);
+	for (addr = vma->vm_start; addr < vma->vm_end; addr += PAGE_SIZE) {
+		ret = vm_insert_page(vma, addr, hmm_kunit_dev.special_page);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static const struct file_operations hmm_kunit_io_fops = {
+	.mmap = hmm_kunit_io_mmap,
+};
+
 static unsigned long hmm_kunit_map_special(struct hmm_kunit_ctx *ctx,
 					   const struct file_operations *fops)
 {
@@ -705,6 +727,11 @@ static unsigned long hmm_kunit_setup_pfnmap(struct hmm_kunit_ctx *ctx)
 static unsigned long hmm_kunit_setup_mixedmap(struct hmm_kunit_ctx *ctx)
 {
 	return hmm_kunit_map_special(ctx, &hmm_kunit_mixed_fops);
+}
+
+static unsigned long hmm_kunit_setup_io(struct hmm_kunit_ctx *ctx)
+{
+	return hmm_kunit_map_special(ctx, &hmm_kunit_io_fops);
 }
 
 static unsigned long hmm_kunit_setup_prot_none(struct hmm_kunit_ctx *ctx)
@@ -772,6 +799,7 @@ static const struct hmm_kunit_kind hmm_kunit_kinds[] = {
 	    { 0, V | W, 0, PFN_DATA } } },
 	{ "pfnmap", hmm_kunit_setup_pfnmap, HMM_KUNIT_OWN, HMM_UNUSABLE },
 	{ "mixedmap-special", hmm_kunit_setup_mixedmap, HMM_KUNIT_OWN, HMM_UNUSABLE },
+	{ "io-pages", hmm_kunit_setup_io, HMM_KUNIT_OWN, HMM_UNUSABLE },
 	{ "prot-none", hmm_kunit_setup_prot_none, HMM_KUNIT_OWN, HMM_UNUSABLE },
 	{ "no-vma", hmm_kunit_setup_no_vma, HMM_KUNIT_OWN, HMM_UNUSABLE },
 };
