@@ -1641,8 +1641,6 @@ static void migrate_vma_struct_reused_after_rmap_restore(struct kunit *test)
 	b = kunit_vm_mmap(test, file, 0, npages * PAGE_SIZE,
 			  PROT_READ | PROT_WRITE, MAP_SHARED, 0);
 	KUNIT_ASSERT_TRUE(test, a && !IS_ERR_VALUE(a) && b && !IS_ERR_VALUE(b));
-	/* The case's address space, held like mdk_mmap_prot() holds it. */
-	mdk_mmap(test, 1);
 	for (i = 0; i < npages; i++) {
 		mdk_write_user(test, mdk_page_addr(a, i));
 		mdk_read_fault_user(test, mdk_page_addr(b, i));
