@@ -25,6 +25,8 @@ owned_dirs="mm include lib tools Documentation"
 
 die() { echo "prepare-tree: $*" >&2; exit 1; }
 
+mkdir -p "$build/src"
+
 if [ -n "${LINUX_SRC:-}" ]; then
 	pristine=$(cd "$LINUX_SRC" && pwd)
 else
@@ -48,7 +50,6 @@ echo "$pristine" > "$build/src/pristine-path"
 
 if [ ! -e "$patched/.copied" ]; then
 	rm -rf "$patched"
-	mkdir -p "$build/src"
 	cp -a "$pristine" "$patched.tmp"
 	rm -f "$patched.tmp/.extracted"
 	touch "$patched.tmp/.copied"
