@@ -814,6 +814,25 @@ static void mdk_move_to_device(struct kunit *test, unsigned long addr,
 	mdk_finalize(test, m);
 }
 
+/*
+ * Maps @npages pages of user data at a new address and moves them to @dev.
+ * @dpages gets the device page behind each. Returns the address.
+ */
+static unsigned long mdk_mmap_on_device(struct kunit *test,
+					unsigned long npages,
+					struct mdk_device *dev,
+					struct page **dpages)
+{
+	unsigned long addr = mdk_mmap(test, npages), i;
+
+	for (i = 0; i < npages; i++)
+		mdk_write_user(test, mdk_page_addr(addr, i));
+	mdk_move_to_device(test, addr, npages, dev);
+	for (i = 0; i < npages; i++)
+		dpages[i] = mdk_page_at(test, mdk_page_addr(addr, i));
+	return addr;
+}
+
 /* Moves [addr, +npages) back from the selected device memory. */
 static void mdk_move_to_system(struct kunit *test, unsigned long addr,
 			       unsigned long npages, unsigned long flags)
@@ -1485,6 +1504,70 @@ static void migrate_vma_setup_leaves_busy_page_mapped(struct kunit *test)
 	mdk_expect_device_pages_freed(test);
 }
 
+static const struct {
+	enum mdk_busy how;
+	const char *desc;
+} mdk_busy_device_cases[] = {
+	{ MDK_REFERENCED, "one extra reference" },
+	{ MDK_LOCKED, "locked" },
+};
+
+KUNIT_ARRAY_PARAM_DESC(mdk_busy_device, mdk_busy_device_cases, desc);
+
+/*
+ * A device private page somebody else holds (a reference, or its lock)
+ * stays on the device, mapped as before, while the rest of the range comes
+ * back to system memory. Collect checks such a page itself once its only
+ * pte is a migration entry, so this pins that check down.
+ */
+static void migrate_vma_setup_leaves_busy_device_page_on_device(struct kunit *test)
+{
+	const typeof(mdk_busy_device_cases[0]) *p = test->param_value;
+	const unsigned long npages = 4, busy = 2;
+	struct mdk_device *dev = mdk_device(test, MDK_PRIVATE);
+	struct page *dpages[4], *spages[4] = {};
+	struct mdk_migration *m;
+	unsigned long addr, i;
+
+	addr = mdk_mmap_on_device(test, npages, dev, dpages);
+	if (p->how == MDK_LOCKED) {
+		lock_page(dpages[busy]);
+		KUNIT_ASSERT_EQ(test, 0, kunit_add_action_or_reset(test, mdk_unlock_page,
+								   dpages[busy]));
+	} else {
+		get_page(dpages[busy]);
+		KUNIT_ASSERT_EQ(test, 0, kunit_add_action_or_reset(test, mdk_put_page,
+								   dpages[busy]));
+	}
+
+	m = mdk_setup(test, addr, npages, MIGRATE_VMA_SELECT_DEVICE_PRIVATE,
+		      &mdk_owner);
+	for (i = 0; i < npages; i++)
+		KUNIT_EXPECT_EQ_MSG(test, m->args.src[i],
+				    i == busy ? 0 : mdk_collected(dpages[i]),
+				    "src[%lu]", i);
+	KUNIT_EXPECT_EQ(test, m->args.cpages, npages - 1);
+	mdk_expect_maps(test, mdk_page_addr(addr, busy), dpages[busy], 1);
+
+	for (i = 0; i < npages; i++)
+		if (i != busy)
+			spages[i] = mdk_give_vma_dst(test, m, i, NULL);
+	mdk_pages(test, m);
+	mdk_finalize(test, m);
+	kunit_release_action(test, p->how == MDK_LOCKED ? mdk_unlock_page :
+			     mdk_put_page, dpages[busy]);
+
+	for (i = 0; i < npages; i++) {
+		unsigned long a = mdk_page_addr(addr, i);
+		struct page *now = i == busy ? dpages[i] : spages[i];
+
+		mdk_expect_mapped_once(test, a, now, 1);
+		mdk_expect_page_data(test, now, mdk_seed(a));
+	}
+	KUNIT_EXPECT_EQ(test, mdk_faults(test, dev), 0);
+	mdk_expect_device_pages_freed(test);
+}
+
 /*
  * A reference taken after setup (O_DIRECT, a GUP user) makes the page
  * impossible to move: migrate_vma_pages() drops its entry, finalize maps
@@ -1796,12 +1879,7 @@ static void migrate_vma_partial_migration_to_system_keeps_rest_on_device(struct 
 	struct mdk_migration *m;
 	unsigned long addr, i;
 
-	addr = mdk_mmap(test, npages);
-	for (i = 0; i < npages; i++)
-		mdk_write_user(test, mdk_page_addr(addr, i));
-	mdk_move_to_device(test, addr, npages, dev);
-	for (i = 0; i < npages; i++)
-		dpages[i] = mdk_page_at(test, mdk_page_addr(addr, i));
+	addr = mdk_mmap_on_device(test, npages, dev, dpages);
 
 	m = mdk_setup(test, addr, npages, MIGRATE_VMA_SELECT_DEVICE_PRIVATE,
 		      &mdk_owner);
@@ -2246,12 +2324,7 @@ static void migrate_device_range_restores_pages_without_destination(struct kunit
 	struct mdk_eviction *e;
 	unsigned long addr, i;
 
-	addr = mdk_mmap(test, npages);
-	for (i = 0; i < npages; i++)
-		mdk_write_user(test, mdk_page_addr(addr, i));
-	mdk_move_to_device(test, addr, npages, dev);
-	for (i = 0; i < npages; i++)
-		dpages[i] = mdk_page_at(test, mdk_page_addr(addr, i));
+	addr = mdk_mmap_on_device(test, npages, dev, dpages);
 
 	e = mdk_new_eviction(test, npages);
 	mdk_evict_range(test, e, page_to_pfn(dpages[0]));
@@ -2357,6 +2430,8 @@ static struct kunit_case migrate_device_test_cases[] = {
 	KUNIT_CASE(migrate_vma_pages_fills_unpopulated_range_with_device_pages),
 	KUNIT_CASE_PARAM(migrate_vma_setup_leaves_busy_page_mapped,
 			 mdk_busy_gen_params),
+	KUNIT_CASE_PARAM(migrate_vma_setup_leaves_busy_device_page_on_device,
+			 mdk_busy_device_gen_params),
 	KUNIT_CASE(migrate_vma_pages_drops_page_referenced_after_setup),
 	KUNIT_CASE(migrate_vma_pages_keeps_page_cpu_faulted_after_setup),
 	KUNIT_CASE(migrate_vma_finalize_releases_dst_of_uncollected_entry),
