@@ -73,10 +73,11 @@ static unsigned long migrate_index(const struct migrate_vma *migrate,
  * calls ->migrate_to_ram(), so that concurrent faults on that page sleep on
  * the lock instead of taking references that would make every migration
  * attempt fail. That lock belongs to the fault handler: the engine neither
- * takes nor releases it.
+ * takes nor releases it. Inlined: the test runs for every page of every
+ * migration, and it is only a compare when there is no fault page.
  */
-static bool migrate_is_fault_folio(const struct migrate_vma *migrate,
-				   struct folio *folio)
+static __always_inline bool
+migrate_is_fault_folio(const struct migrate_vma *migrate, struct folio *folio)
 {
 	return migrate->fault_page && page_folio(migrate->fault_page) == folio;
 }
@@ -92,6 +93,21 @@ static void migrate_unlock_folio(const struct migrate_vma *migrate,
 {
 	if (!migrate_is_fault_folio(migrate, folio))
 		folio_unlock(folio);
+}
+
+/*
+ * Nobody but the migration may hold @folio: one reference from collect,
+ * one more for the fault page (do_swap_page() holds it), and those the
+ * page cache or swap cache own.
+ */
+static bool migrate_folio_unshared(const struct migrate_vma *migrate,
+				   struct folio *folio)
+{
+	int expected = folio_expected_ref_count(folio) + 1;
+
+	if (migrate_is_fault_folio(migrate, folio))
+		expected++;
+	return folio_ref_count(folio) == expected;
 }
 
 /* Unlock a source page and drop the reference collect took on it. */
@@ -158,10 +174,20 @@ static void migrate_remap_held(struct page *src, struct page *page)
  * entry.
  */
 
+/* What collect found out about the pages it took, for setup. */
+struct migrate_collect {
+	struct migrate_vma *migrate;
+	/* Some source page still needs migrate_unmap(). */
+	bool unmap;
+	/* Some source page was refused after its pte was replaced. */
+	bool refused;
+};
+
 static int migrate_collect_hole(unsigned long start, unsigned long end,
 				__always_unused int depth, struct mm_walk *walk)
 {
-	struct migrate_vma *migrate = walk->private;
+	struct migrate_collect *collect = walk->private;
+	struct migrate_vma *migrate = collect->migrate;
 	unsigned long i = migrate_index(migrate, start);
 	unsigned long last = migrate_index(migrate, end);
 
@@ -193,13 +219,13 @@ static struct page *migrate_present_page(const struct migrate_vma *migrate,
 }
 
 /*
- * The page behind a non-present pte, if it is a device private page of the
- * caller's. Swap, migration and every other special entry stay as they are.
+ * The page behind the swap @entry of a non-present pte, if it is a device
+ * private page of the caller's. Swap, migration and every other special
+ * entry stay as they are.
  */
 static struct page *migrate_private_page(const struct migrate_vma *migrate,
-					 pte_t pte)
+					 swp_entry_t entry)
 {
-	swp_entry_t entry = pte_to_swp_entry(pte);
 	struct page *page;
 
 	if (!is_device_private_entry(entry) ||
@@ -268,34 +294,31 @@ static bool migrate_grab_folio(const struct migrate_vma *migrate,
 }
 
 /*
- * Lock @page and replace the pte mapping it at @addr by a migration entry.
- * Returns the source entry for it, or 0 if the page stays where it is.
- * Sets *@flush when a present pte was cleared: the caller flushes the TLB
- * for the whole batch before it drops the page table lock @ptl.
+ * Lock @page and replace @pte, which maps it at @addr and which the CPU
+ * could write if @writable, by a migration entry. Returns the source entry
+ * for it, or 0 if the page stays where it is. Sets *@flush when a present
+ * pte was cleared: the caller flushes the TLB for the whole batch before it
+ * drops the page table lock @ptl.
  */
 static unsigned long migrate_unmap_pte(struct migrate_vma *migrate,
 				       unsigned long addr, pte_t *ptep,
-				       spinlock_t *ptl, struct page *page,
+				       spinlock_t *ptl, pte_t pte,
+				       struct page *page, bool writable,
 				       bool *flush)
 {
 	struct vm_area_struct *vma = migrate->vma;
 	struct mm_struct *mm = vma->vm_mm;
 	struct folio *folio = page_folio(page);
-	bool anon_exclusive, writable;
+	bool anon_exclusive;
 	unsigned long mpfn;
-	pte_t pte;
 
 	lockdep_assert_held(ptl);
 	if (!migrate_grab_folio(migrate, folio))
 		return 0;
 
-	pte = ptep_get(ptep);
-	if (pte_present(pte)) {
+	if (pte_present(pte))
 		flush_cache_page(vma, addr, pte_pfn(pte));
-		writable = pte_write(pte);
-	} else {
-		writable = is_writable_device_private_entry(pte_to_swp_entry(pte));
-	}
+	/* Hardware may have set young or dirty since @pte was read. */
 	pte = ptep_get_and_clear(mm, addr, ptep);
 
 	/*
@@ -328,13 +351,38 @@ static unsigned long migrate_unmap_pte(struct migrate_vma *migrate,
 	return writable ? mpfn | MIGRATE_PFN_WRITE : mpfn;
 }
 
+/*
+ * A device private page that collect unmapped is done with if that was its
+ * only mapping: it is on no LRU, and GUP cannot take references through the
+ * migration entry that now stands for it, so its reference count can be
+ * checked here instead of in migrate_unmap(). Returns @mpfn, without
+ * MIGRATE_PFN_MIGRATE if somebody else holds the page.
+ */
+static unsigned long migrate_check_private(struct migrate_collect *collect,
+					   unsigned long mpfn,
+					   struct folio *folio)
+{
+	if (!mpfn)
+		return 0;
+	if (folio_mapped(folio)) {
+		collect->unmap = true;
+	} else if (!migrate_folio_unshared(collect->migrate, folio)) {
+		collect->refused = true;
+		mpfn &= ~MIGRATE_PFN_MIGRATE;
+	}
+	return mpfn;
+}
+
 /* Decide what to do with the page mapped at @addr and return its entry. */
-static unsigned long migrate_collect_pte(struct migrate_vma *migrate,
+static unsigned long migrate_collect_pte(struct migrate_collect *collect,
 					 unsigned long addr, pte_t *ptep,
 					 spinlock_t *ptl, bool *flush)
 {
+	struct migrate_vma *migrate = collect->migrate;
 	pte_t pte = ptep_get(ptep);
 	struct page *page;
+	swp_entry_t entry;
+	unsigned long mpfn;
 
 	if (pte_none(pte)) {
 		if (!vma_is_anonymous(migrate->vma))
@@ -342,21 +390,30 @@ static unsigned long migrate_collect_pte(struct migrate_vma *migrate,
 		return MIGRATE_PFN_MIGRATE;
 	}
 
-	if (pte_present(pte) && is_zero_pfn(pte_pfn(pte))) {
-		/* The driver may populate it like a hole. */
-		if (!vma_is_anonymous(migrate->vma) ||
-		    !(migrate->flags & MIGRATE_VMA_SELECT_SYSTEM))
+	if (pte_present(pte)) {
+		if (is_zero_pfn(pte_pfn(pte))) {
+			/* The driver may populate it like a hole. */
+			if (!vma_is_anonymous(migrate->vma) ||
+			    !(migrate->flags & MIGRATE_VMA_SELECT_SYSTEM))
+				return 0;
+			return MIGRATE_PFN_MIGRATE;
+		}
+		page = migrate_present_page(migrate, addr, pte);
+		if (!page)
 			return 0;
-		return MIGRATE_PFN_MIGRATE;
+		/* Still to isolate from the LRU, or a coherent page to check. */
+		collect->unmap = true;
+		return migrate_unmap_pte(migrate, addr, ptep, ptl, pte, page,
+					 pte_write(pte), flush);
 	}
 
-	if (pte_present(pte))
-		page = migrate_present_page(migrate, addr, pte);
-	else
-		page = migrate_private_page(migrate, pte);
+	entry = pte_to_swp_entry(pte);
+	page = migrate_private_page(migrate, entry);
 	if (!page)
 		return 0;
-	return migrate_unmap_pte(migrate, addr, ptep, ptl, page, flush);
+	mpfn = migrate_unmap_pte(migrate, addr, ptep, ptl, pte, page,
+				 is_writable_device_private_entry(entry), flush);
+	return migrate_check_private(collect, mpfn, page_folio(page));
 }
 
 /*
@@ -399,7 +456,8 @@ static bool migrate_split_huge_pmd(struct vm_area_struct *vma, pmd_t *pmdp,
 static int migrate_collect_pmd(pmd_t *pmdp, unsigned long start,
 			       unsigned long end, struct mm_walk *walk)
 {
-	struct migrate_vma *migrate = walk->private;
+	struct migrate_collect *collect = walk->private;
+	struct migrate_vma *migrate = collect->migrate;
 	struct vm_area_struct *vma = walk->vma;
 	unsigned long addr, i = migrate_index(migrate, start);
 	bool flush = false;
@@ -426,7 +484,7 @@ static int migrate_collect_pmd(pmd_t *pmdp, unsigned long start,
 
 	arch_enter_lazy_mmu_mode();
 	for (addr = start; addr < end; addr += PAGE_SIZE, ptep++, i++) {
-		migrate->src[i] = migrate_collect_pte(migrate, addr, ptep,
+		migrate->src[i] = migrate_collect_pte(collect, addr, ptep,
 						      ptl, &flush);
 		if (migrate->src[i] & MIGRATE_PFN_MIGRATE)
 			migrate->cpages++;
@@ -445,8 +503,9 @@ static const struct mm_walk_ops migrate_collect_ops = {
 	.walk_lock	= PGWALK_RDLOCK,
 };
 
-static void migrate_vma_collect(struct migrate_vma *migrate)
+static void migrate_vma_collect(struct migrate_collect *collect)
 {
+	struct migrate_vma *migrate = collect->migrate;
 	struct mmu_notifier_range range;
 
 	/*
@@ -458,7 +517,7 @@ static void migrate_vma_collect(struct migrate_vma *migrate)
 				      migrate->end, migrate->pgmap_owner);
 	mmu_notifier_invalidate_range_start(&range);
 	walk_page_range_vma(migrate->vma, migrate->start, migrate->end,
-			    &migrate_collect_ops, migrate);
+			    &migrate_collect_ops, collect);
 	mmu_notifier_invalidate_range_end(&range);
 }
 
@@ -482,15 +541,17 @@ static unsigned long migrate_collect_pfn(unsigned long pfn)
  * replaced by a pte mapping either the source or its destination.
  */
 
-/* The pte that maps @page again where the migration entry @old was. */
+/*
+ * The pte that maps @page again where the migration entry @old, whose swap
+ * entry is @entry, was.
+ */
 static pte_t migrate_mapping_pte(struct vm_area_struct *vma, struct page *page,
-				 pte_t old)
+				 pte_t old, swp_entry_t entry)
 {
-	swp_entry_t entry = pte_to_swp_entry(old);
 	bool writable = is_writable_migration_entry(entry);
 	pte_t pte;
 
-	if (is_device_private_page(page)) {
+	if (is_zone_device_page(page) && is_device_private_page(page)) {
 		if (writable)
 			entry = make_writable_device_private_entry(page_to_pfn(page));
 		else
@@ -520,20 +581,23 @@ static pte_t migrate_mapping_pte(struct vm_area_struct *vma, struct page *page,
 	return pte;
 }
 
-/* Map @page at @addr in place of the migration entry @old, under @ptl. */
+/*
+ * Map @page at @addr in place of the migration entry @old (swap entry
+ * @entry), under @ptl.
+ */
 static void migrate_remap_pte(struct vm_area_struct *vma, unsigned long addr,
 			      pte_t *ptep, spinlock_t *ptl, pte_t old,
-			      struct page *page)
+			      swp_entry_t entry, struct page *page)
 {
 	struct folio *folio = page_folio(page);
 	rmap_t flags = RMAP_NONE;
-	pte_t pte = migrate_mapping_pte(vma, page, old);
+	pte_t pte = migrate_mapping_pte(vma, page, old, entry);
 
 	lockdep_assert_held(ptl);
 
 	folio_get(folio);
 	if (folio_test_anon(folio)) {
-		if (!is_readable_migration_entry(pte_to_swp_entry(old)))
+		if (!is_readable_migration_entry(entry))
 			flags = RMAP_EXCLUSIVE;
 		folio_add_anon_rmap_pte(folio, page, vma, addr, flags);
 	} else {
@@ -545,23 +609,27 @@ static void migrate_remap_pte(struct vm_area_struct *vma, unsigned long addr,
 }
 
 /*
- * The page to map again for entry @i, or NULL to leave that entry alone.
- * While setup backs out (@failed_only), only the entries it dropped are
- * mapped again, to their source. Finalize maps every source page, or its
- * destination where migrate_vma_pages() moved it.
+ * The page that source entry @mpfn, with destination entry @dpfn, ends up
+ * as: the destination where migrate_vma_pages() moved the page, else the
+ * source.
  */
-static struct page *migrate_final_page(const struct migrate_vma *migrate,
-				       unsigned long i, bool failed_only)
+static struct page *migrate_final_page(unsigned long mpfn, unsigned long dpfn)
 {
-	unsigned long mpfn = migrate->src[i];
-	struct page *newpage;
+	if ((mpfn & MIGRATE_PFN_MIGRATE) && (dpfn & MIGRATE_PFN_VALID))
+		return migrate_pfn_to_page(dpfn);
+	return migrate_pfn_to_page(mpfn);
+}
 
-	if (!(mpfn & MIGRATE_PFN_MIGRATE))
-		return migrate_pfn_to_page(mpfn);
-	if (failed_only)
-		return NULL;
-	newpage = migrate_pfn_to_page(migrate->dst[i]);
-	return newpage ? newpage : migrate_pfn_to_page(mpfn);
+/*
+ * Is source entry @mpfn one to map again? While setup backs out
+ * (@failed_only), only the entries it dropped are; finalize maps every
+ * source page, or its destination.
+ */
+static bool migrate_needs_remap(unsigned long mpfn, bool failed_only)
+{
+	if (!(mpfn & MIGRATE_PFN_VALID))
+		return false;
+	return !failed_only || !(mpfn & MIGRATE_PFN_MIGRATE);
 }
 
 struct migrate_remap {
@@ -569,16 +637,21 @@ struct migrate_remap {
 	bool failed_only;
 };
 
-/* Is @pte the migration entry collect put in place of @page? */
-static bool migrate_pte_is_entry_for(pte_t pte, struct page *page)
+/*
+ * The swap entry of @pte if it is the migration entry collect put in place
+ * of the source page of @mpfn, else a zero entry.
+ */
+static swp_entry_t migrate_pte_entry_for(pte_t pte, unsigned long mpfn)
 {
 	swp_entry_t entry;
 
-	if (!is_swap_pte(pte))
-		return false;
-	entry = pte_to_swp_entry(pte);
-	return is_migration_entry(entry) &&
-	       swp_offset_pfn(entry) == page_to_pfn(page);
+	if (is_swap_pte(pte)) {
+		entry = pte_to_swp_entry(pte);
+		if (is_migration_entry(entry) &&
+		    swp_offset_pfn(entry) == mpfn >> MIGRATE_PFN_SHIFT)
+			return entry;
+	}
+	return (swp_entry_t) { 0 };
 }
 
 static int migrate_remap_pmd(pmd_t *pmdp, unsigned long start,
@@ -599,16 +672,19 @@ static int migrate_remap_pmd(pmd_t *pmdp, unsigned long start,
 
 	arch_enter_lazy_mmu_mode();
 	for (addr = start; addr < end; addr += PAGE_SIZE, ptep++, i++) {
-		struct page *src = migrate_pfn_to_page(migrate->src[i]);
+		unsigned long mpfn = migrate->src[i];
 		struct page *page;
+		swp_entry_t entry;
 		pte_t pte;
 
-		if (!src)
+		if (!migrate_needs_remap(mpfn, remap->failed_only))
 			continue;
-		page = migrate_final_page(migrate, i, remap->failed_only);
 		pte = ptep_get(ptep);
-		if (page && migrate_pte_is_entry_for(pte, src))
-			migrate_remap_pte(vma, addr, ptep, ptl, pte, page);
+		entry = migrate_pte_entry_for(pte, mpfn);
+		if (!entry.val)
+			continue;
+		page = migrate_final_page(mpfn, migrate->dst[i]);
+		migrate_remap_pte(vma, addr, ptep, ptl, pte, entry, page);
 	}
 	arch_leave_lazy_mmu_mode();
 	pte_unmap_unlock(ptep - 1, ptl);
@@ -645,14 +721,12 @@ static void migrate_remap(struct migrate_vma *migrate, bool failed_only)
 		return;
 
 	for (i = 0; i < migrate->npages; i++) {
-		struct page *src = migrate_pfn_to_page(migrate->src[i]);
-		struct page *page;
+		unsigned long mpfn = migrate->src[i];
 
-		if (!src)
-			continue;
-		page = migrate_final_page(migrate, i, failed_only);
-		if (page)
-			migrate_remap_held(src, page);
+		if (migrate_needs_remap(mpfn, failed_only))
+			migrate_remap_held(migrate_pfn_to_page(mpfn),
+					   migrate_final_page(mpfn,
+							      migrate->dst[i]));
 	}
 }
 
@@ -693,21 +767,6 @@ static bool migrate_isolate_folio(struct folio *folio, int *drained)
 	/* Isolation took a reference; the one from collect is enough. */
 	folio_put(folio);
 	return true;
-}
-
-/*
- * Nobody but the migration may hold @folio: one reference from collect,
- * one more for the fault page (do_swap_page() holds it), and those the
- * page cache or swap cache own.
- */
-static bool migrate_folio_unshared(const struct migrate_vma *migrate,
-				   struct folio *folio)
-{
-	int expected = folio_expected_ref_count(folio) + 1;
-
-	if (migrate_is_fault_folio(migrate, folio))
-		expected++;
-	return folio_ref_count(folio) == expected;
 }
 
 static bool migrate_folio_movable(struct migrate_vma *migrate,
@@ -769,7 +828,8 @@ static void migrate_back_out(struct migrate_vma *migrate)
 
 /*
  * Unmap every collected page that is still mapped somewhere and check that
- * nobody else holds it. Pages that cannot move are put back as they were
+ * nobody else holds it. Pages that cannot move, and those collect already
+ * refused (a page without MIGRATE_PFN_MIGRATE), are put back as they were
  * and their entries zeroed. Sets migrate->cpages to the entries left to
  * migrate, holes included.
  */
@@ -781,8 +841,9 @@ static void migrate_unmap(struct migrate_vma *migrate)
 	for (i = 0; i < migrate->npages; i++) {
 		struct page *page = migrate_pfn_to_page(migrate->src[i]);
 
-		if (page && !migrate_prepare_folio(migrate, page_folio(page),
-						   &drained)) {
+		if (page && (!(migrate->src[i] & MIGRATE_PFN_MIGRATE) ||
+			     !migrate_prepare_folio(migrate, page_folio(page),
+						    &drained))) {
 			migrate->src[i] &= ~MIGRATE_PFN_MIGRATE;
 			failed++;
 		}
@@ -991,57 +1052,43 @@ static void migrate_move(struct migrate_vma *migrate)
  */
 
 /*
- * System pages that end up mapped go (back) on the LRU: a restored source
- * was isolated by setup, a destination was never on it. Returns whether
- * there was any source page, whose mappings are then to be put back.
+ * Release entry @i once its mappings are back. A system page that ends up
+ * mapped goes (back) on the LRU: a restored source was isolated by setup, a
+ * destination was never on it. Then the source and destination pages are
+ * unlocked and the references this migration held dropped: a destination
+ * that was used now holds the data and its mappings' references; one that
+ * was not is freed here, like a source page that moved. Batching the puts
+ * through folios_put() was measured slower in make bench, so each page is
+ * released on its own.
  */
-static bool migrate_finalize_lru(struct migrate_vma *migrate)
+static void migrate_finalize_entry(struct migrate_vma *migrate,
+				   unsigned long i)
 {
-	bool any = false;
-	unsigned long i;
+	struct page *newpage = migrate_pfn_to_page(migrate->dst[i]);
+	struct page *page = migrate_pfn_to_page(migrate->src[i]);
 
-	for (i = 0; i < migrate->npages; i++) {
-		struct page *page;
+	if (page) {
+		struct page *final = page;
 
-		if (!migrate_pfn_to_page(migrate->src[i]))
-			continue;
-		any = true;
-		page = migrate_final_page(migrate, i, false);
-		if (!is_zone_device_page(page))
-			folio_add_lru(page_folio(page));
+		if (newpage && (migrate->src[i] & MIGRATE_PFN_MIGRATE))
+			final = newpage;
+		if (!is_zone_device_page(final))
+			folio_add_lru(page_folio(final));
+		migrate_release_src(migrate, page_folio(page));
 	}
-	return any;
-}
-
-/*
- * Unlock every source and destination page and drop the references this
- * migration held. A destination that was used now holds the data and its
- * mappings' references; one that was not is freed here, like every source
- * page that moved. Batching the puts through folios_put() was measured
- * slower in make bench, so each page is released on its own.
- */
-static void migrate_finalize_release(struct migrate_vma *migrate)
-{
-	unsigned long i;
-
-	for (i = 0; i < migrate->npages; i++) {
-		struct page *newpage = migrate_pfn_to_page(migrate->dst[i]);
-		struct page *page = migrate_pfn_to_page(migrate->src[i]);
-
-		if (page)
-			migrate_release_src(migrate, page_folio(page));
-		if (newpage) {
-			folio_unlock(page_folio(newpage));
-			folio_put(page_folio(newpage));
-		}
+	if (newpage) {
+		folio_unlock(page_folio(newpage));
+		folio_put(page_folio(newpage));
 	}
 }
 
 static void migrate_finalize(struct migrate_vma *migrate)
 {
-	if (migrate_finalize_lru(migrate))
-		migrate_remap(migrate, false);
-	migrate_finalize_release(migrate);
+	unsigned long i;
+
+	migrate_remap(migrate, false);
+	for (i = 0; i < migrate->npages; i++)
+		migrate_finalize_entry(migrate, i);
 }
 
 /* ------------------------------------------------------------------------
@@ -1118,6 +1165,7 @@ static int migrate_vma_check_args(const struct migrate_vma *args)
  */
 int migrate_vma_setup(struct migrate_vma *args)
 {
+	struct migrate_collect collect = { .migrate = args };
 	int ret = migrate_vma_check_args(args);
 
 	if (ret)
@@ -1130,9 +1178,11 @@ int migrate_vma_setup(struct migrate_vma *args)
 	memset(args->dst, 0, args->npages * sizeof(*args->dst));
 
 	mmap_assert_locked(args->vma->vm_mm);
-	migrate_vma_collect(args);
-	if (args->cpages)
+	migrate_vma_collect(&collect);
+	if (collect.unmap)
 		migrate_unmap(args);
+	else if (collect.refused)
+		migrate_back_out(args);
 	return 0;
 }
 EXPORT_SYMBOL(migrate_vma_setup);
