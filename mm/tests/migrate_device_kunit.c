@@ -20,6 +20,7 @@
 #include <kunit/test.h>
 #include <linux/bitmap.h>
 #include <linux/highmem.h>
+#include <linux/hugetlb.h>
 #include <linux/ioport.h>
 #include <linux/kthread.h>
 #include <linux/memremap.h>
@@ -833,6 +834,28 @@ static unsigned long mdk_mmap_on_device(struct kunit *test,
 	return addr;
 }
 
+/*
+ * Every page of [@addr, +@npages) is still the device page in @dpages,
+ * mapped once, with its data; the device never faulted; and everything goes
+ * back to the devices at teardown.
+ */
+static void mdk_expect_left_on_device(struct kunit *test, unsigned long addr,
+				      unsigned long npages,
+				      struct mdk_device *dev,
+				      struct page **dpages)
+{
+	unsigned long i;
+
+	for (i = 0; i < npages; i++) {
+		unsigned long a = mdk_page_addr(addr, i);
+
+		mdk_expect_mapped_once(test, a, dpages[i], 1);
+		mdk_expect_page_data(test, dpages[i], mdk_seed(a));
+	}
+	KUNIT_EXPECT_EQ(test, mdk_faults(test, dev), 0);
+	mdk_expect_device_pages_freed(test);
+}
+
 /* Moves [addr, +npages) back from the selected device memory. */
 static void mdk_move_to_system(struct kunit *test, unsigned long addr,
 			       unsigned long npages, unsigned long flags)
@@ -1102,6 +1125,90 @@ static void migrate_vma_setup_rejects_bad_arguments(struct kunit *test)
 		mdk_expect_user_data(test, mdk_page_addr(addr, i),
 				     mdk_seed(mdk_page_addr(addr, i)));
 	}
+	mdk_expect_device_pages_freed(test);
+}
+
+/*
+ * Runs migrate_vma_setup() over [@addr, +@npages) with poisoned arrays,
+ * finalizing at once if it accepts, and checks that it refused: -EINVAL and
+ * both arrays untouched.
+ */
+static void mdk_expect_setup_refused(struct kunit *test, unsigned long addr,
+				     unsigned long npages, unsigned long flags,
+				     struct page *fault_page)
+{
+	struct mm_struct *mm = current->mm;
+	struct migrate_vma args = {};
+	unsigned long i;
+	int ret;
+
+	args.start = addr;
+	args.end = mdk_page_addr(addr, npages);
+	args.src = mdk_poisoned_array(test, npages);
+	args.dst = mdk_poisoned_array(test, npages);
+	args.pgmap_owner = &mdk_owner;
+	args.flags = flags;
+	args.fault_page = fault_page;
+
+	mmap_read_lock(mm);
+	args.vma = find_vma(mm, addr);
+	ret = migrate_vma_setup(&args);
+	if (!ret)
+		migrate_vma_finalize(&args);
+	mmap_read_unlock(mm);
+
+	KUNIT_EXPECT_EQ(test, ret, -EINVAL);
+	for (i = 0; i < npages; i++) {
+		KUNIT_EXPECT_EQ_MSG(test, args.src[i], MDK_POISON, "src[%lu]", i);
+		KUNIT_EXPECT_EQ_MSG(test, args.dst[i], MDK_POISON, "dst[%lu]", i);
+	}
+}
+
+/*
+ * ->migrate_to_ram() passes the faulting page locked, as do_swap_page()
+ * does in this tree: an unlocked one is refused before anything is touched.
+ */
+static void migrate_vma_setup_rejects_unlocked_fault_page(struct kunit *test)
+{
+	const unsigned long npages = 2;
+	struct mdk_device *dev = mdk_device(test, MDK_PRIVATE);
+	struct page *dpages[2];
+	unsigned long addr;
+
+	addr = mdk_mmap_on_device(test, npages, dev, dpages);
+
+	mdk_expect_setup_refused(test, addr, npages,
+				 MIGRATE_VMA_SELECT_DEVICE_PRIVATE, dpages[0]);
+
+	mdk_expect_left_on_device(test, addr, npages, dev, dpages);
+}
+
+/* hugetlb memory is not for device migration: -EINVAL, data untouched. */
+static void migrate_vma_setup_rejects_hugetlb_vma(struct kunit *test)
+{
+	const unsigned long npages = 4;
+	struct file *file;
+	unsigned long addr, i;
+
+	/* The case's address space, for the teardown checks. */
+	mdk_mmap(test, 1);
+	file = hugetlb_file_setup(HUGETLB_ANON_FILE, PMD_SIZE, VM_NORESERVE,
+				  HUGETLB_ANONHUGE_INODE, PMD_SHIFT);
+	KUNIT_ASSERT_FALSE_MSG(test, IS_ERR(file), "hugetlb file: %ld",
+			       PTR_ERR(file));
+	addr = kunit_vm_mmap(test, file, 0, PMD_SIZE, PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE, 0);
+	fput(file);
+	KUNIT_ASSERT_TRUE(test, addr && !IS_ERR_VALUE(addr));
+	for (i = 0; i < npages; i++)
+		mdk_write_user(test, mdk_page_addr(addr, i));
+
+	mdk_expect_setup_refused(test, addr, npages, MIGRATE_VMA_SELECT_SYSTEM,
+				 NULL);
+
+	for (i = 0; i < npages; i++)
+		mdk_expect_user_data(test, mdk_page_addr(addr, i),
+				     mdk_seed(mdk_page_addr(addr, i)));
 	mdk_expect_device_pages_freed(test);
 }
 
@@ -2336,14 +2443,7 @@ static void migrate_device_range_restores_pages_without_destination(struct kunit
 	KUNIT_EXPECT_EQ(test, mdk_count_migrating(e->src, npages), 0);
 	kunit_release_action(test, mdk_eviction_close, e);
 
-	for (i = 0; i < npages; i++) {
-		unsigned long a = mdk_page_addr(addr, i);
-
-		mdk_expect_mapped_once(test, a, dpages[i], 1);
-		mdk_expect_page_data(test, dpages[i], mdk_seed(a));
-	}
-	KUNIT_EXPECT_EQ(test, mdk_faults(test, dev), 0);
-	mdk_expect_device_pages_freed(test);
+	mdk_expect_left_on_device(test, addr, npages, dev, dpages);
 }
 
 /*
@@ -2420,6 +2520,8 @@ static void migrate_device_pfns_skips_locked_page(struct kunit *test)
 static struct kunit_case migrate_device_test_cases[] = {
 	KUNIT_CASE_PARAM(migrate_vma_setup_rejects_bad_arguments,
 			 mdk_bad_args_gen_params),
+	KUNIT_CASE(migrate_vma_setup_rejects_unlocked_fault_page),
+	KUNIT_CASE(migrate_vma_setup_rejects_hugetlb_vma),
 	KUNIT_CASE_PARAM(migrate_vma_setup_selects_by_type_flag_and_owner,
 			 mdk_select_gen_params),
 	KUNIT_CASE(migrate_vma_setup_encodes_each_entry_of_mixed_range),
