@@ -6,7 +6,7 @@
 
 HQ := tools/testing/selftests/mm/hmm-qemu
 
-.PHONY: all run test debug-test bench callers check clean help
+.PHONY: all run test debug-test bench profile callers check clean help
 
 all: help
 
@@ -15,11 +15,12 @@ help:
 	@echo "make test        KUnit + hmm selftests in QEMU, THP=madvise and THP=always"
 	@echo "make debug-test  the same on a KASAN + lockdep kernel"
 	@echo "make bench       stock vs patched throughput under -icount (table + plot)"
+	@echo "make profile     where the kernel instructions of a migration go, per symbol"
 	@echo "make callers     compile in-tree callers (nouveau, amdkfd, test_hmm, ...)"
 	@echo "make check       checkpatch --strict, W=1 and sparse on the files we own"
 	@echo "make clean       remove build/"
 
-run test debug-test bench callers check:
+run test debug-test bench profile callers check:
 	@$(HQ)/harness.sh $@
 
 clean:

@@ -45,8 +45,12 @@ if [ "$mode" = bench ]; then
 	append+=" hmmq.bench=${bench// /,}"
 fi
 
+# HMMQ_QEMU_ARGS: more QEMU options, split at spaces (make profile's plugin).
+# shellcheck disable=SC2206
+extra=(${HMMQ_QEMU_ARGS:-})
+
 rc=0
-timeout "${HMMQ_TIMEOUT:-1800}" qemu-system-x86_64 -M pc "${accel[@]}" -m 3G \
+timeout "${HMMQ_TIMEOUT:-1800}" qemu-system-x86_64 -M pc "${accel[@]}" "${extra[@]}" -m 3G \
 	-nodefaults -display none -vga none -no-reboot \
 	-kernel "$kernel" -initrd "$initrd" -append "$append" \
 	-serial "file:$out/console.log" -serial "file:$out/output.log" || rc=$?

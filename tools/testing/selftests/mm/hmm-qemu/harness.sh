@@ -3,7 +3,7 @@
 #
 # The project's workbench, behind the top-level Makefile.
 #
-# Usage: harness.sh test|debug-test|run|bench|callers|check
+# Usage: harness.sh test|debug-test|run|bench|profile|callers|check
 #
 # bench takes BENCH_ROUNDS (stock/patched boot pairs, default 2) and
 # BENCH_ARGS (hmm-bench options; separate list items with ':', as commas
@@ -11,6 +11,12 @@
 # its full matrix, 2 to 256 MiB: about 2.5 minutes per boot here, so about
 # 10 minutes for two rounds once both kernels are built. BENCH_ARGS="-s 64"
 # measures one size in a fraction of that.
+#
+# profile boots the stock and the patched kernel once per op of PROFILE_OPS
+# (default "to-dev to-sys") with hmm-bench's PROFILE_ARGS (default "-s 64
+# -b 4k -m private") and QEMU's tbprof plugin, which counts the kernel
+# instructions executed inside hmm-bench's timed windows; the table of
+# where they went, per page and per kernel symbol, is build/profile/profile.txt.
 #
 # Each stage prints one line with its duration; its full output goes to
 # build/logs/STAGE.log, and the tail of that log is shown when it fails.
@@ -166,6 +172,29 @@ bench)
 	python3 "$hq/bench-report.py" --out "$build/bench" \
 		--stock "$logs"/bench-stock-*.out --patched "$logs"/bench-test-*.out
 	;;
+profile)
+	prepare
+	stage kernel-test kernel test "$src" "${ours[@]}"
+	stage kernel-stock kernel stock "$(pristine)" "$hq/config"
+	stage plugin gcc -O2 -Wall -Werror -shared -fPIC -o "$build/tbprof.so" "$hq/tbprof.c"
+	bin=$build/selftests/bin/hmm-bench
+	on=$(nm "$bin" | awk '$3 == "hmm_bench_window_open" { print $1 }')
+	off=$(nm "$bin" | awk '$3 == "hmm_bench_window_close" { print $1 }')
+	mkdir -p "$build/profile"
+	runs=()
+	for op in ${PROFILE_OPS:-to-dev to-sys}; do
+		for k in stock test; do
+			out=$build/profile/$k-$op
+			HMMQ_QEMU_ARGS="-plugin $build/tbprof.so,out=$out.tb,on=$on,off=$off" \
+				stage "profile-$k-$op" boot "$k" bench madvise \
+				"${PROFILE_ARGS:--s 64 -b 4k -m private} -o $op"
+			splats "$logs/$k-bench-madvise"
+			cp "$logs/$k-bench-madvise/output.log" "$out.out"
+			runs+=("$k" "$op" "$out.tb" "$build/kernel-$k/System.map" "$out.out")
+		done
+	done
+	python3 "$hq/profile-report.py" "$build/profile/profile.txt" "${runs[@]}"
+	;;
 check)
 	stage deps deps
 	stage tree tree
@@ -180,7 +209,7 @@ callers)
 	grep "^built" "$logs/callers.log"
 	;;
 *)
-	echo "usage: $0 test|debug-test|run|bench|callers|check" >&2
+	echo "usage: $0 test|debug-test|run|bench|profile|callers|check" >&2
 	exit 2
 	;;
 esac
