@@ -2014,6 +2014,63 @@ static void migrate_vma_partial_migration_to_system_keeps_rest_on_device(struct 
  * Whole round trips.
  */
 
+/*
+ * Pins @addr for the long term, as a driver or RDMA would, returning what
+ * pin_user_pages() returned and the pinned page in *@pinned.
+ */
+static long mdk_longterm_pin(unsigned long addr, struct page **pinned)
+{
+	struct mm_struct *mm = current->mm;
+	long n;
+
+	mmap_read_lock(mm);
+	n = pin_user_pages(addr, 1, FOLL_WRITE | FOLL_LONGTERM, pinned);
+	mmap_read_unlock(mm);
+	return n;
+}
+
+/*
+ * GUP moves a device coherent page to system memory before a long-term
+ * pin, through migrate_device_coherent_folio(). While somebody else holds
+ * the page it cannot move: the pin fails with -EBUSY, the page stays
+ * mapped with its data and the reference GUP handed over is dropped. Once
+ * the page is free, the pin moves it and gets a system page.
+ */
+static void longterm_pin_moves_coherent_page_unless_held(struct kunit *test)
+{
+	struct mdk_device *dev = mdk_device(test, MDK_COHERENT);
+	struct page *cpage, *pinned;
+	unsigned long addr;
+	int refs;
+	long n;
+
+	addr = mdk_mmap(test, 1);
+	mdk_write_user(test, addr);
+	mdk_move_to_device(test, addr, 1, dev);
+	cpage = mdk_page_at(test, addr);
+	KUNIT_ASSERT_TRUE(test, is_device_coherent_page(cpage));
+
+	get_page(cpage);
+	refs = page_ref_count(cpage);
+	n = mdk_longterm_pin(addr, &pinned);
+	if (n == 1)
+		unpin_user_page(pinned);
+	KUNIT_EXPECT_EQ(test, n, -EBUSY);
+	KUNIT_EXPECT_EQ(test, page_ref_count(cpage), refs);
+	mdk_expect_maps(test, addr, cpage, 1);
+	mdk_expect_user_data(test, addr, mdk_seed(addr));
+	put_page(cpage);
+
+	n = mdk_longterm_pin(addr, &pinned);
+	KUNIT_ASSERT_EQ(test, n, 1);
+	KUNIT_EXPECT_FALSE(test, is_zone_device_page(pinned));
+	KUNIT_EXPECT_PTR_EQ(test, mdk_page_at(test, addr), pinned);
+	mdk_expect_page_data(test, pinned, mdk_seed(addr));
+	unpin_user_page(pinned);
+	mdk_expect_mapped_once(test, addr, pinned, 1);
+	mdk_expect_device_pages_freed(test);
+}
+
 /* System -> device -> system with migrate_vma_*(): all pages, all data. */
 static void migrate_vma_round_trip_keeps_data(struct kunit *test)
 {
@@ -2545,6 +2602,7 @@ static struct kunit_case migrate_device_test_cases[] = {
 	KUNIT_CASE(migrate_vma_round_trip_keeps_data),
 	KUNIT_CASE(migrate_to_ram_round_trip_keeps_data),
 	KUNIT_CASE(migrate_vma_coherent_round_trip_keeps_data),
+	KUNIT_CASE(longterm_pin_moves_coherent_page_unless_held),
 	KUNIT_CASE(migrate_vma_keeps_read_only_mapping_read_only),
 	KUNIT_CASE(migrate_vma_notifies_migrate_event_with_owner),
 	KUNIT_CASE(migrate_device_range_collects_used_pages_only),
