@@ -190,7 +190,9 @@ profile)
 				"${PROFILE_ARGS:--s 64 -b 4k -m private} -o $op"
 			splats "$logs/$k-bench-madvise"
 			cp "$logs/$k-bench-madvise/output.log" "$out.out"
-			runs+=("$k" "$op" "$out.tb" "$build/kernel-$k/System.map" "$out.out")
+			# The kernel may be rebuilt later; keep the map of this one.
+			cp "$build/kernel-$k/System.map" "$out.map"
+			runs+=("$k" "$op" "$out.tb" "$out.map" "$out.out")
 		done
 	done
 	python3 "$hq/profile-report.py" "$build/profile/profile.txt" "${runs[@]}"
