@@ -2,9 +2,9 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # Static checks on the files the project owns: checkpatch --strict on every
-# C file and header and on every patch of the series, and a W=1 build with
-# sparse (C=2) of every owned kernel object the test kernel builds. Any
-# report fails. Patches go through stdin: given a path inside a git
+# C file and header and on every patch of the series, kernel-doc -Wall on
+# every owned kernel source file, and a W=1 build with sparse (C=2) of
+# every owned kernel object the test kernel builds. Any report fails. Patches go through stdin: given a path inside a git
 # checkout, checkpatch reads a patch file as a source file.
 #
 # Usage: check.sh REPO SRC OBJ
@@ -40,6 +40,17 @@ for p in "${series[@]}"; do
 	findings "$(checkpatch - < "patches/$p" | sed "s|^-:|patches/$p:|")"
 done
 echo "checkpatch --strict: ${#series[@]} patches"
+
+# kernel-doc: every comment that claims to be kernel-doc parses, names
+# every parameter and has a Return: section where the function returns.
+kdoc=()
+for f in "${files[@]}"; do
+	case "$f" in
+	mm/*.c | lib/*.c) kdoc+=("$f") ;;
+	esac
+done
+findings "$(perl "$src/scripts/kernel-doc" -Wall -none "${kdoc[@]}" 2>&1)"
+echo "kernel-doc -Wall: ${#kdoc[@]} files"
 
 cc=gcc
 command -v ccache >/dev/null && cc="ccache gcc"
