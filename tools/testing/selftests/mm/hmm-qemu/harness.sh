@@ -17,6 +17,8 @@
 # -b 4k -m private") and QEMU's tbprof plugin, which counts the kernel
 # instructions executed inside hmm-bench's timed windows; the table of
 # where they went, per page and per kernel symbol, is build/profile/profile.txt.
+# Every window counts as one buffer of the -s size, so PROFILE_ARGS names
+# one size, one backing (-b) and one memory type (-m).
 #
 # Each stage prints one line with its duration; its full output goes to
 # build/logs/STAGE.log, and the tail of that log is shown when it fails.

@@ -66,12 +66,13 @@ def profile(tbfile, smap):
 
 
 def pages_per_window(bench_out):
+    """Pages per window; every window of a run must move the same amount."""
     with open(bench_out) as f:
-        for line in f:
-            m = re.search(r"^BENCH .*size_mib=(\d+)", line)
-            if m:
-                return int(m.group(1)) * 256
-    sys.exit(f"profile-report: no BENCH line in {bench_out}")
+        sizes = set(re.findall(r"^BENCH .*size_mib=(\d+)", f.read(), re.M))
+    if len(sizes) != 1:
+        sys.exit(f"profile-report: {bench_out} has BENCH lines for sizes "
+                 f"{sorted(sizes)}; give PROFILE_ARGS exactly one -s size")
+    return int(sizes.pop()) * 256
 
 
 def group(name):
