@@ -355,8 +355,11 @@ static unsigned long migrate_unmap_pte(struct migrate_vma *migrate,
  * A device private page that collect unmapped is done with if that was its
  * only mapping: it is on no LRU, and GUP cannot take references through the
  * migration entry that now stands for it, so its reference count can be
- * checked here instead of in migrate_unmap(). Returns @mpfn, without
- * MIGRATE_PFN_MIGRATE if somebody else holds the page.
+ * checked here instead of in migrate_unmap(). Not in a VM_LOCKED VMA,
+ * though: the unmap munlocked the page, which left a reference in this
+ * CPU's mlock batch until migrate_unmap() drains it, outside the page table
+ * lock. Returns @mpfn, without MIGRATE_PFN_MIGRATE if somebody else holds
+ * the page.
  */
 static unsigned long migrate_check_private(struct migrate_collect *collect,
 					   unsigned long mpfn,
@@ -364,7 +367,8 @@ static unsigned long migrate_check_private(struct migrate_collect *collect,
 {
 	if (!mpfn)
 		return 0;
-	if (folio_mapped(folio)) {
+	if (folio_mapped(folio) ||
+	    (collect->migrate->vma->vm_flags & VM_LOCKED)) {
 		collect->unmap = true;
 	} else if (!migrate_folio_unshared(collect->migrate, folio)) {
 		collect->refused = true;
@@ -809,9 +813,12 @@ static bool migrate_folio_movable(struct migrate_vma *migrate,
 	}
 	if (migrate_folio_unshared(migrate, folio))
 		return true;
-	/* A per-CPU batch may still hold a reference. */
-	return !folio_is_zone_device(folio) && *drained == 0 &&
-	       migrate_drain_lru(drained) &&
+	/*
+	 * A per-CPU batch may still hold a reference: the LRU add batch, or
+	 * for any page unmapped from a VM_LOCKED VMA, device pages included,
+	 * the mlock batch, which lru_add_drain() drains too.
+	 */
+	return *drained == 0 && migrate_drain_lru(drained) &&
 	       migrate_folio_unshared(migrate, folio);
 }
 

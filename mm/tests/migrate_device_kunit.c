@@ -2015,6 +2015,43 @@ static void migrate_vma_partial_migration_to_system_keeps_rest_on_device(struct 
  */
 
 /*
+ * Unmapping a page from a VM_LOCKED VMA munlocks it, which parks a
+ * reference in this CPU's mlock batch. The device private pages of a locked
+ * buffer must still come back, moved by the driver or faulted by the CPU,
+ * and the buffer still go to the device and back.
+ */
+static void migrate_vma_moves_pages_of_locked_vma(struct kunit *test)
+{
+	const unsigned long npages = 4;
+	struct mdk_device *dev = mdk_device(test, MDK_PRIVATE);
+	struct page *dpages[4];
+	unsigned long addr, i;
+
+	addr = mdk_mmap_on_device(test, npages, dev, dpages);
+	mdk_add_vm_flags(current->mm, addr, VM_LOCKED);
+
+	mdk_move_to_system(test, addr, npages,
+			   MIGRATE_VMA_SELECT_DEVICE_PRIVATE);
+	for (i = 0; i < npages; i++) {
+		unsigned long a = mdk_page_addr(addr, i);
+
+		KUNIT_EXPECT_FALSE(test, is_zone_device_page(mdk_page_at(test, a)));
+		mdk_expect_user_data(test, a, mdk_seed(a));
+	}
+
+	mdk_move_to_device(test, addr, npages, dev);
+	for (i = 0; i < npages; i++) {
+		unsigned long a = mdk_page_addr(addr, i);
+
+		/* A CPU fault brings each page back through migrate_to_ram. */
+		mdk_expect_user_data(test, a, mdk_seed(a));
+		KUNIT_EXPECT_FALSE(test, is_zone_device_page(mdk_page_at(test, a)));
+	}
+	KUNIT_EXPECT_EQ(test, mdk_faults(test, dev), npages);
+	mdk_expect_device_pages_freed(test);
+}
+
+/*
  * Pins @addr for the long term, as a driver or RDMA would, returning what
  * pin_user_pages() returned and the pinned page in *@pinned.
  */
@@ -2602,6 +2639,7 @@ static struct kunit_case migrate_device_test_cases[] = {
 	KUNIT_CASE(migrate_vma_round_trip_keeps_data),
 	KUNIT_CASE(migrate_to_ram_round_trip_keeps_data),
 	KUNIT_CASE(migrate_vma_coherent_round_trip_keeps_data),
+	KUNIT_CASE(migrate_vma_moves_pages_of_locked_vma),
 	KUNIT_CASE(longterm_pin_moves_coherent_page_unless_held),
 	KUNIT_CASE(migrate_vma_keeps_read_only_mapping_read_only),
 	KUNIT_CASE(migrate_vma_notifies_migrate_event_with_owner),
