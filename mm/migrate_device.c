@@ -1086,43 +1086,64 @@ static void migrate_move(struct migrate_vma *migrate)
  */
 
 /*
- * Release entry @i once its mappings are back. A system page that ends up
- * mapped goes (back) on the LRU: a restored source was isolated by setup, a
- * destination was never on it. Then the source and destination pages are
- * unlocked and the references this migration held dropped: a destination
- * that was used now holds the data and its mappings' references; one that
- * was not is freed here, like a source page that moved. Batching the puts
- * through folios_put() was measured slower in make bench, so each page is
- * released on its own.
+ * A system page that ends up mapped goes (back) on the LRU: a restored
+ * source was isolated by setup, a destination was never on it.
  */
-static void migrate_finalize_entry(struct migrate_vma *migrate,
-				   unsigned long i)
+static void migrate_finalize_lru(struct migrate_vma *migrate, unsigned long i)
+{
+	unsigned long mpfn = migrate->src[i];
+
+	if (mpfn & MIGRATE_PFN_VALID) {
+		struct page *page = migrate_final_page(mpfn, migrate->dst[i]);
+
+		if (!is_zone_device_page(page))
+			folio_add_lru(page_folio(page));
+	}
+}
+
+/*
+ * Unlock the source and destination pages of entry @i and drop the
+ * references this migration held. A destination that was used now holds
+ * the data and its mappings' references; one that was not is freed here,
+ * like a source page that moved. Batching the puts through folios_put()
+ * was measured slower in make bench, so each page is released on its own.
+ */
+static void migrate_finalize_release(struct migrate_vma *migrate,
+				     unsigned long i)
 {
 	struct page *newpage = migrate_pfn_to_page(migrate->dst[i]);
 	struct page *page = migrate_pfn_to_page(migrate->src[i]);
 
-	if (page) {
-		struct page *final = page;
-
-		if (newpage && (migrate->src[i] & MIGRATE_PFN_MIGRATE))
-			final = newpage;
-		if (!is_zone_device_page(final))
-			folio_add_lru(page_folio(final));
+	if (page)
 		migrate_release_src(migrate, page_folio(page));
-	}
 	if (newpage) {
 		folio_unlock(page_folio(newpage));
 		folio_put(page_folio(newpage));
 	}
 }
 
+/*
+ * A page mapped again into a VM_LOCKED VMA is mlocked as it is mapped, and
+ * __mlock_folio() counts that only for a page already on the LRU. So where
+ * a locked VMA may be involved (this one, or any other the rmap reaches),
+ * every page goes on the LRU before the remap, as 6.12 did; elsewhere one
+ * pass after the remap does both steps of each entry.
+ */
 static void migrate_finalize(struct migrate_vma *migrate)
 {
+	bool lru_first = (migrate->flags & MIGRATE_VMA_RMAP) ||
+			 (migrate->vma->vm_flags & VM_LOCKED);
 	unsigned long i;
 
+	if (lru_first)
+		for (i = 0; i < migrate->npages; i++)
+			migrate_finalize_lru(migrate, i);
 	migrate_remap(migrate, false);
-	for (i = 0; i < migrate->npages; i++)
-		migrate_finalize_entry(migrate, i);
+	for (i = 0; i < migrate->npages; i++) {
+		if (!lru_first)
+			migrate_finalize_lru(migrate, i);
+		migrate_finalize_release(migrate, i);
+	}
 }
 
 /* ------------------------------------------------------------------------
