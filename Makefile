@@ -17,7 +17,7 @@ help:
 	@echo "make bench       stock vs patched throughput under -icount (table + plot)"
 	@echo "make profile     where the kernel instructions of a migration go, per symbol"
 	@echo "make callers     compile in-tree callers (nouveau, amdkfd, test_hmm, ...)"
-	@echo "make check       checkpatch --strict, W=1 and sparse on the files we own"
+	@echo "make check       checkpatch --strict, kernel-doc, W=1 and sparse on our files"
 	@echo "make clean       remove build/"
 
 run test debug-test bench profile callers check:
