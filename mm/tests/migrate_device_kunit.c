@@ -929,6 +929,21 @@ static struct page *mdk_populate(struct kunit *test, unsigned long addr,
 	return mdk_page_at(test, addr);
 }
 
+/*
+ * Maps @npages pages of user data in system memory at a new address;
+ * @pages gets the page behind each. Returns the address.
+ */
+static unsigned long mdk_mmap_populated(struct kunit *test,
+					unsigned long npages,
+					struct page **pages)
+{
+	unsigned long addr = mdk_mmap(test, npages), i;
+
+	for (i = 0; i < npages; i++)
+		pages[i] = mdk_populate(test, mdk_page_addr(addr, i), MDK_SYSTEM);
+	return addr;
+}
+
 /* The src entry setup gives a writable page it collects. */
 static unsigned long mdk_collected(struct page *page)
 {
@@ -1090,10 +1105,8 @@ static void migrate_vma_setup_rejects_bad_arguments(struct kunit *test)
 	struct mm_struct *mm;
 	int ret;
 
-	addr = mdk_mmap(test, npages);
+	addr = mdk_mmap_populated(test, npages, pages);
 	mm = current->mm;
-	for (i = 0; i < npages; i++)
-		pages[i] = mdk_populate(test, mdk_page_addr(addr, i), MDK_SYSTEM);
 	if (p->vm_flags)
 		mdk_add_vm_flags(mm, addr, p->vm_flags);
 
@@ -1572,9 +1585,7 @@ static void migrate_vma_setup_leaves_busy_page_mapped(struct kunit *test)
 	struct mdk_migration *m;
 	unsigned long addr, i;
 
-	addr = mdk_mmap(test, npages);
-	for (i = 0; i < npages; i++)
-		pages[i] = mdk_populate(test, mdk_page_addr(addr, i), MDK_SYSTEM);
+	addr = mdk_mmap_populated(test, npages, pages);
 	mdk_make_busy(test, mdk_page_addr(addr, busy), p->how);
 
 	m = mdk_setup(test, addr, npages, MIGRATE_VMA_SELECT_SYSTEM,
@@ -1688,9 +1699,7 @@ static void migrate_vma_pages_drops_page_referenced_after_setup(struct kunit *te
 	struct mdk_migration *m;
 	unsigned long addr, i;
 
-	addr = mdk_mmap(test, npages);
-	for (i = 0; i < npages; i++)
-		pages[i] = mdk_populate(test, mdk_page_addr(addr, i), MDK_SYSTEM);
+	addr = mdk_mmap_populated(test, npages, pages);
 
 	m = mdk_setup(test, addr, npages, MIGRATE_VMA_SELECT_SYSTEM,
 		      &mdk_owner);
@@ -1778,11 +1787,9 @@ static void migrate_vma_finalize_releases_dst_of_uncollected_entry(struct kunit 
 	struct mdk_device *dev = mdk_device(test, MDK_PRIVATE);
 	struct page *pages[2], *dpages[2];
 	struct mdk_migration *m;
-	unsigned long addr, i;
+	unsigned long addr;
 
-	addr = mdk_mmap(test, npages);
-	for (i = 0; i < npages; i++)
-		pages[i] = mdk_populate(test, mdk_page_addr(addr, i), MDK_SYSTEM);
+	addr = mdk_mmap_populated(test, npages, pages);
 	mdk_make_busy(test, mdk_page_addr(addr, busy), MDK_LOCKED);
 
 	m = mdk_setup(test, addr, npages, MIGRATE_VMA_SELECT_SYSTEM,
@@ -1910,9 +1917,7 @@ static void migrate_vma_partial_migration_maps_each_page_once(struct kunit *test
 	struct mdk_migration *m;
 	unsigned long addr, i;
 
-	addr = mdk_mmap(test, npages);
-	for (i = 0; i < npages; i++)
-		pages[i] = mdk_populate(test, mdk_page_addr(addr, i), MDK_SYSTEM);
+	addr = mdk_mmap_populated(test, npages, pages);
 
 	m = mdk_setup(test, addr, npages, MIGRATE_VMA_SELECT_SYSTEM,
 		      &mdk_owner);
