@@ -260,7 +260,7 @@ static bool hmm_owns_device_entry(const struct hmm_range *range,
 				  swp_entry_t entry)
 {
 	return is_device_private_entry(entry) &&
-	       pfn_swap_entry_to_page(entry)->pgmap->owner ==
+	       page_pgmap(pfn_swap_entry_to_page(entry))->owner ==
 	       range->dev_private_owner;
 }
 

@@ -213,7 +213,7 @@ static struct page *migrate_present_page(const struct migrate_vma *migrate,
 		return migrate->flags & MIGRATE_VMA_SELECT_SYSTEM ? page : NULL;
 	if (is_device_coherent_page(page) &&
 	    (migrate->flags & MIGRATE_VMA_SELECT_DEVICE_COHERENT) &&
-	    page->pgmap->owner == migrate->pgmap_owner)
+	    page_pgmap(page)->owner == migrate->pgmap_owner)
 		return page;
 	return NULL;
 }
@@ -232,7 +232,7 @@ static struct page *migrate_private_page(const struct migrate_vma *migrate,
 	    !(migrate->flags & MIGRATE_VMA_SELECT_DEVICE_PRIVATE))
 		return NULL;
 	page = pfn_swap_entry_to_page(entry);
-	return page->pgmap->owner == migrate->pgmap_owner ? page : NULL;
+	return page_pgmap(page)->owner == migrate->pgmap_owner ? page : NULL;
 }
 
 /*

@@ -135,10 +135,41 @@ static struct page *mdk_device_alloc(struct mdk_device *dev)
 	return page;
 }
 
-/* Called under the page table lock when the last mapping goes away. */
+/*
+ * Returns a locked large folio with one reference, the whole of it free
+ * memory naturally aligned, or NULL when the device has no such range.
+ */
+static struct folio *mdk_device_alloc_folio(struct mdk_device *dev,
+					    unsigned int order)
+{
+	unsigned long nr = 1UL << order, idx;
+	struct folio *folio;
+
+	spin_lock(&dev->lock);
+	idx = bitmap_find_next_zero_area(dev->used, dev->nr_pages, 0, nr,
+					 nr - 1);
+	if (idx < dev->nr_pages) {
+		bitmap_set(dev->used, idx, nr);
+		dev->nr_free -= nr;
+	}
+	spin_unlock(&dev->lock);
+	if (idx >= dev->nr_pages)
+		return NULL;
+
+	/* Not page_folio(): the page may be a stale tail of an old folio. */
+	folio = (struct folio *)pfn_to_page(mdk_first_pfn(dev) + idx);
+	zone_device_folio_init(folio, &dev->pgmap, order);
+	return folio;
+}
+
+/*
+ * Called under the page table lock when the last mapping goes away. A large
+ * folio comes back whole, through its first page.
+ */
 static void mdk_device_page_free(struct page *page)
 {
 	struct mdk_device *dev = mdk_page_device(page);
+	unsigned long nr = folio_nr_pages(page_folio(page));
 
 	if (page->zone_device_data) {
 		__free_page(page->zone_device_data);
@@ -146,8 +177,8 @@ static void mdk_device_page_free(struct page *page)
 	}
 
 	spin_lock(&dev->lock);
-	__clear_bit(page_to_pfn(page) - mdk_first_pfn(dev), dev->used);
-	dev->nr_free++;
+	bitmap_clear(dev->used, page_to_pfn(page) - mdk_first_pfn(dev), nr);
+	dev->nr_free += nr;
 	spin_unlock(&dev->lock);
 }
 
@@ -2360,6 +2391,101 @@ static void migrate_vma_notifies_migrate_event_with_owner(struct kunit *test)
 #endif
 
 /* ------------------------------------------------------------------------
+ * Large device folios: the memory a compound (PMD) migration hands out.
+ */
+
+#define MDK_LARGE_ORDER		ilog2(MDK_DEVICE_SIZE >> PAGE_SHIFT)
+
+/* Counts the pages of @folio whose folio or pagemap reads wrong. */
+static unsigned long mdk_count_misplaced_pages(struct folio *folio,
+					       struct dev_pagemap *pgmap)
+{
+	unsigned long i, bad = 0;
+
+	for (i = 0; i < folio_nr_pages(folio); i++) {
+		struct page *page = folio_page(folio, i);
+
+		if (page_folio(page) != folio || page_pgmap(page) != pgmap ||
+		    !is_device_private_page(page))
+			bad++;
+	}
+	return bad;
+}
+
+/*
+ * zone_device_folio_init() builds one locked folio of the order asked for,
+ * every page of which, tail pages included, reads the device's pagemap;
+ * the last reference gives all of it back to the driver in one call.
+ */
+static void zone_device_folio_init_builds_large_folio(struct kunit *test)
+{
+	struct mdk_device *dev = mdk_device(test, MDK_PRIVATE);
+	struct folio *folio;
+
+	folio = mdk_device_alloc_folio(dev, MDK_LARGE_ORDER);
+	KUNIT_ASSERT_NOT_NULL(test, folio);
+	KUNIT_EXPECT_EQ(test, folio_order(folio), MDK_LARGE_ORDER);
+	KUNIT_EXPECT_EQ(test, folio_ref_count(folio), 1);
+	KUNIT_EXPECT_TRUE(test, folio_test_locked(folio));
+	KUNIT_EXPECT_TRUE(test, folio_test_large_rmappable(folio));
+	KUNIT_EXPECT_EQ(test, mdk_count_misplaced_pages(folio, &dev->pgmap), 0);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(dev->nr_free), 0);
+
+	folio_unlock(folio);
+	folio_put(folio);
+	mdk_expect_device_pages_freed(test);
+}
+
+/* Hands out every page of @dev singly and counts those that read wrong. */
+static unsigned long mdk_count_bad_single_pages(struct kunit *test,
+						struct mdk_device *dev)
+{
+	struct page **pages;
+	unsigned long i, bad = 0;
+
+	pages = kunit_kcalloc(test, dev->nr_pages, sizeof(*pages), GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, pages);
+	for (i = 0; i < dev->nr_pages; i++) {
+		pages[i] = mdk_device_alloc(dev);
+		KUNIT_ASSERT_NOT_NULL(test, pages[i]);
+		if (page_folio(pages[i]) != (struct folio *)pages[i] ||
+		    PageHead(pages[i]) || page_pgmap(pages[i]) != &dev->pgmap ||
+		    page_ref_count(pages[i]) != 1)
+			bad++;
+	}
+	for (i = 0; i < dev->nr_pages; i++) {
+		unlock_page(pages[i]);
+		put_page(pages[i]);
+	}
+	return bad;
+}
+
+/*
+ * Memory freed as a large folio can be handed out again as single pages
+ * through the 6.12 zone_device_page_init(), and then as a large folio again:
+ * nothing of the old folio's head and tail state survives.
+ */
+static void device_memory_alternates_large_folio_and_single_pages(struct kunit *test)
+{
+	struct mdk_device *dev = mdk_device(test, MDK_PRIVATE);
+	struct folio *folio;
+
+	folio = mdk_device_alloc_folio(dev, MDK_LARGE_ORDER);
+	KUNIT_ASSERT_NOT_NULL(test, folio);
+	folio_unlock(folio);
+	folio_put(folio);
+
+	KUNIT_EXPECT_EQ(test, mdk_count_bad_single_pages(test, dev), 0);
+
+	folio = mdk_device_alloc_folio(dev, MDK_LARGE_ORDER);
+	KUNIT_ASSERT_NOT_NULL(test, folio);
+	KUNIT_EXPECT_EQ(test, mdk_count_misplaced_pages(folio, &dev->pgmap), 0);
+	folio_unlock(folio);
+	folio_put(folio);
+	mdk_expect_device_pages_freed(test);
+}
+
+/* ------------------------------------------------------------------------
  * Device-pfn migrations: evicting device memory without knowing its VMAs.
  */
 
@@ -2653,6 +2779,8 @@ static struct kunit_case migrate_device_test_cases[] = {
 	KUNIT_CASE(migrate_device_range_restores_pages_without_destination),
 	KUNIT_CASE(migrate_device_pfns_collects_used_pages_only),
 	KUNIT_CASE(migrate_device_pfns_skips_locked_page),
+	KUNIT_CASE(zone_device_folio_init_builds_large_folio),
+	KUNIT_CASE(device_memory_alternates_large_folio_and_single_pages),
 	{}
 };
 
