@@ -30,11 +30,14 @@
 #include <linux/mmu_notifier.h>
 #include <linux/module.h>
 #include <linux/pagemap.h>
+#include <linux/pgtable.h>
+#include <linux/rmap.h>
 #include <linux/sched/mm.h>
 #include <linux/shmem_fs.h>
 #include <linux/sizes.h>
 #include <linux/swapops.h>
 #include <linux/uaccess.h>
+#include <asm/pgalloc.h>
 
 static unsigned long coherent_addr;
 module_param(coherent_addr, ulong, 0444);
@@ -73,6 +76,12 @@ struct mdk_device {
 	bool ready;
 	spinlock_t lock;		/* protects used and nr_free */
 	unsigned long *used;
+	/*
+	 * The system pages that hold a device-private device's data, by page
+	 * index: zone_device_data is no place for them, as the tail pages of
+	 * a large folio lend that field to the folio.
+	 */
+	struct page **backing;
 	unsigned long nr_pages;
 	unsigned long nr_free;
 	atomic_t nr_faults;		/* migrate_to_ram() calls */
@@ -84,7 +93,7 @@ static struct mdk_device mdk_devices[MDK_NR_DEVICES];
 
 static struct mdk_device *mdk_page_device(struct page *page)
 {
-	return container_of(page->pgmap, struct mdk_device, pgmap);
+	return container_of(page_pgmap(page), struct mdk_device, pgmap);
 }
 
 static unsigned long mdk_first_pfn(struct mdk_device *dev)
@@ -95,7 +104,40 @@ static unsigned long mdk_first_pfn(struct mdk_device *dev)
 /* The system page holding a device-private page's data, else the page. */
 static struct page *mdk_data_page(struct page *page)
 {
-	return is_device_private_page(page) ? page->zone_device_data : page;
+	struct mdk_device *dev;
+
+	if (!is_device_private_page(page))
+		return page;
+	dev = mdk_page_device(page);
+	return dev->backing[page_to_pfn(page) - mdk_first_pfn(dev)];
+}
+
+/* Gives pages @idx onwards of a device-private device their backing. */
+static bool mdk_alloc_backing(struct mdk_device *dev, unsigned long idx,
+			      unsigned long nr)
+{
+	unsigned long i;
+
+	if (dev->pgmap.type != MEMORY_DEVICE_PRIVATE)
+		return true;
+	for (i = 0; i < nr; i++) {
+		dev->backing[idx + i] = alloc_page(GFP_HIGHUSER);
+		if (!dev->backing[idx + i])
+			return false;
+	}
+	return true;
+}
+
+static void mdk_free_backing(struct mdk_device *dev, unsigned long idx,
+			     unsigned long nr)
+{
+	unsigned long i;
+
+	for (i = 0; i < nr; i++) {
+		if (dev->backing[idx + i])
+			__free_page(dev->backing[idx + i]);
+		dev->backing[idx + i] = NULL;
+	}
 }
 
 static bool mdk_device_page_used(struct mdk_device *dev, unsigned long pfn)
@@ -106,14 +148,8 @@ static bool mdk_device_page_used(struct mdk_device *dev, unsigned long pfn)
 /* Returns a locked page with one reference, as drivers put in dst. */
 static struct page *mdk_device_alloc(struct mdk_device *dev)
 {
-	struct page *backing = NULL, *page;
+	struct page *page;
 	unsigned long idx;
-
-	if (dev->pgmap.type == MEMORY_DEVICE_PRIVATE) {
-		backing = alloc_page(GFP_HIGHUSER);
-		if (!backing)
-			return NULL;
-	}
 
 	spin_lock(&dev->lock);
 	idx = find_first_zero_bit(dev->used, dev->nr_pages);
@@ -122,16 +158,16 @@ static struct page *mdk_device_alloc(struct mdk_device *dev)
 		dev->nr_free--;
 	}
 	spin_unlock(&dev->lock);
-
-	if (idx >= dev->nr_pages) {
-		if (backing)
-			__free_page(backing);
+	if (idx >= dev->nr_pages)
 		return NULL;
-	}
 
 	page = pfn_to_page(mdk_first_pfn(dev) + idx);
 	zone_device_page_init(page);
-	page->zone_device_data = backing;
+	if (!mdk_alloc_backing(dev, idx, 1)) {
+		unlock_page(page);
+		put_page(page);
+		return NULL;
+	}
 	return page;
 }
 
@@ -159,6 +195,11 @@ static struct folio *mdk_device_alloc_folio(struct mdk_device *dev,
 	/* Not page_folio(): the page may be a stale tail of an old folio. */
 	folio = (struct folio *)pfn_to_page(mdk_first_pfn(dev) + idx);
 	zone_device_folio_init(folio, &dev->pgmap, order);
+	if (!mdk_alloc_backing(dev, idx, nr)) {
+		folio_unlock(folio);
+		folio_put(folio);
+		return NULL;
+	}
 	return folio;
 }
 
@@ -170,14 +211,13 @@ static void mdk_device_page_free(struct page *page)
 {
 	struct mdk_device *dev = mdk_page_device(page);
 	unsigned long nr = folio_nr_pages(page_folio(page));
+	unsigned long idx = page_to_pfn(page) - mdk_first_pfn(dev);
 
-	if (page->zone_device_data) {
-		__free_page(page->zone_device_data);
-		page->zone_device_data = NULL;
-	}
+	if (dev->backing)
+		mdk_free_backing(dev, idx, nr);
 
 	spin_lock(&dev->lock);
-	bitmap_clear(dev->used, page_to_pfn(page) - mdk_first_pfn(dev), nr);
+	bitmap_clear(dev->used, idx, nr);
 	dev->nr_free += nr;
 	spin_unlock(&dev->lock);
 }
@@ -255,7 +295,11 @@ static int mdk_device_create(struct mdk_device *dev, phys_addr_t start)
 	dev->nr_pages = MDK_DEVICE_SIZE >> PAGE_SHIFT;
 	dev->nr_free = dev->nr_pages;
 	dev->used = bitmap_zalloc(dev->nr_pages, GFP_KERNEL);
-	if (!dev->used)
+	if (dev->pgmap.type == MEMORY_DEVICE_PRIVATE)
+		dev->backing = kvcalloc(dev->nr_pages, sizeof(*dev->backing),
+					GFP_KERNEL);
+	if (!dev->used ||
+	    (dev->pgmap.type == MEMORY_DEVICE_PRIVATE && !dev->backing))
 		goto release;
 
 	dev->pgmap.range.start = start;
@@ -263,14 +307,15 @@ static int mdk_device_create(struct mdk_device *dev, phys_addr_t start)
 	dev->pgmap.nr_range = 1;
 	dev->pgmap.ops = &mdk_pgmap_ops;
 	ret = memremap_pages(&dev->pgmap, numa_node_id());
-	if (IS_ERR(ret)) {
-		bitmap_free(dev->used);
+	if (IS_ERR(ret))
 		goto release;
-	}
 	dev->ready = true;
 	return 0;
 
 release:
+	bitmap_free(dev->used);
+	kvfree(dev->backing);
+	dev->backing = NULL;
 	if (dev->res)
 		release_mem_region(dev->res->start, resource_size(dev->res));
 	dev->res = NULL;
@@ -291,6 +336,8 @@ static void mdk_device_destroy(struct mdk_device *dev)
 	if (dev->res)
 		release_mem_region(dev->res->start, resource_size(dev->res));
 	bitmap_free(dev->used);
+	kvfree(dev->backing);
+	dev->backing = NULL;
 	dev->res = NULL;
 	dev->ready = false;
 }
@@ -2485,6 +2532,254 @@ static void device_memory_alternates_large_folio_and_single_pages(struct kunit *
 	mdk_expect_device_pages_freed(test);
 }
 
+/*
+ * The PMD cases build page tables by hand with mm internals that are not
+ * exported, so they need the suite built in.
+ */
+#if IS_BUILTIN(CONFIG_MIGRATE_DEVICE_KUNIT_TEST) && \
+	defined(CONFIG_ARCH_ENABLE_THP_MIGRATION)
+/*
+ * A PMD-aligned, PMD-sized part of a fresh anonymous mapping, with no page
+ * table below the PMD yet.
+ */
+static unsigned long mdk_mmap_pmd_range(struct kunit *test)
+{
+	struct mdk_case *c = test->priv;
+	unsigned long addr;
+
+	addr = kunit_vm_mmap(test, NULL, 0, 2 * PMD_SIZE,
+			     PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS, 0);
+	KUNIT_ASSERT_TRUE_MSG(test, addr && !IS_ERR_VALUE(addr),
+			      "kunit_vm_mmap: %ld", (long)addr);
+	if (!c->mm) {
+		c->mm = current->mm;
+		mmget(c->mm);
+		KUNIT_ASSERT_EQ(test, 0, kunit_add_action_or_reset(test, mdk_mmput, c->mm));
+	}
+	return ALIGN(addr, PMD_SIZE);
+}
+
+/* The PMD covering @addr, or NULL when the tables above it are missing. */
+static pmd_t *mdk_find_pmd(struct mm_struct *mm, unsigned long addr)
+{
+	pgd_t *pgd = pgd_offset(mm, addr);
+	p4d_t *p4d;
+	pud_t *pud;
+
+	if (pgd_none(*pgd))
+		return NULL;
+	p4d = p4d_offset(pgd, addr);
+	if (p4d_none(*p4d))
+		return NULL;
+	pud = pud_offset(p4d, addr);
+	if (pud_none(*pud) || pud_leaf(*pud))
+		return NULL;
+	return pmd_offset(pud, addr);
+}
+
+static pmd_t mdk_pmd_at(struct kunit *test, unsigned long addr)
+{
+	struct mm_struct *mm = current->mm;
+	pmd_t pmd = __pmd(0), *pmdp;
+
+	mmap_read_lock(mm);
+	pmdp = mdk_find_pmd(mm, addr);
+	if (pmdp)
+		pmd = pmdp_get_lockless(pmdp);
+	mmap_read_unlock(mm);
+	return pmd;
+}
+
+/*
+ * Map @folio, a locked large device-private folio, at @addr by one writable
+ * device-private PMD, as the migration of a THP to the device leaves it: an
+ * exclusive anonymous rmap, a deposited page table for a later split, and
+ * the folio counted in the mm's anonymous pages. The folio's reference
+ * becomes the mapping's.
+ */
+static void mdk_map_device_pmd(struct kunit *test, unsigned long addr,
+			       struct folio *folio)
+{
+	struct mm_struct *mm = current->mm;
+	struct vm_area_struct *vma;
+	pgtable_t pgtable;
+	spinlock_t *ptl;	/* the PMD's page table lock */
+	pmd_t *pmdp = NULL;
+	bool mapped = false;
+
+	mmap_read_lock(mm);
+	vma = vma_lookup(mm, addr);
+	if (vma && !anon_vma_prepare(vma)) {
+		pgd_t *pgd = pgd_offset(mm, addr);
+		p4d_t *p4d = p4d_alloc(mm, pgd, addr);
+		pud_t *pud = p4d ? pud_alloc(mm, p4d, addr) : NULL;
+
+		pmdp = pud ? pmd_alloc(mm, pud, addr) : NULL;
+	}
+	pgtable = pmdp ? pte_alloc_one(mm) : NULL;
+	if (pgtable) {
+		ptl = pmd_lock(mm, pmdp);
+		if (pmd_none(*pmdp)) {
+			unsigned long pfn = folio_pfn(folio);
+			swp_entry_t entry;
+
+			entry = make_writable_device_private_entry(pfn);
+			folio_add_new_anon_rmap(folio, vma, addr,
+						RMAP_EXCLUSIVE);
+			pgtable_trans_huge_deposit(mm, pmdp, pgtable);
+			mm_inc_nr_ptes(mm);
+			add_mm_counter(mm, MM_ANONPAGES, HPAGE_PMD_NR);
+			set_pmd_at(mm, addr, pmdp, swp_entry_to_pmd(entry));
+			mapped = true;
+		}
+		spin_unlock(ptl);
+		if (!mapped)
+			pte_free(mm, pgtable);
+	}
+	mmap_read_unlock(mm);
+	folio_unlock(folio);
+	if (!mapped)
+		folio_put(folio);
+	KUNIT_ASSERT_TRUE(test, mapped);
+}
+
+/* A large folio filling the whole device, mapped by a PMD at a new range. */
+static unsigned long mdk_map_new_device_pmd(struct kunit *test,
+					    struct mdk_device *dev,
+					    struct folio **foliop)
+{
+	unsigned long addr = mdk_mmap_pmd_range(test);
+	struct folio *folio;
+
+	KUNIT_ASSERT_EQ(test, MDK_LARGE_ORDER, HPAGE_PMD_ORDER);
+	folio = mdk_device_alloc_folio(dev, HPAGE_PMD_ORDER);
+	KUNIT_ASSERT_NOT_NULL(test, folio);
+	mdk_map_device_pmd(test, addr, folio);
+	*foliop = folio;
+	return addr;
+}
+
+/*
+ * migrate_vma_setup() over a PMD, selecting only system memory: it takes
+ * the PMD's pte table when it has one. Returns the pages it collected.
+ */
+static unsigned long mdk_collect_system_pmd(struct kunit *test,
+					    unsigned long addr)
+{
+	unsigned long *pfns;
+	struct migrate_vma args = {
+		.start		= addr,
+		.end		= addr + PMD_SIZE,
+		.pgmap_owner	= &mdk_owner,
+		.flags		= MIGRATE_VMA_SELECT_SYSTEM,
+	};
+
+	pfns = kunit_kcalloc(test, 2 * HPAGE_PMD_NR, sizeof(*pfns), GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, pfns);
+	args.src = pfns;
+	args.dst = pfns + HPAGE_PMD_NR;
+	mmap_read_lock(current->mm);
+	args.vma = vma_lookup(current->mm, addr);
+	KUNIT_EXPECT_EQ(test, migrate_vma_setup(&args), 0);
+	migrate_vma_pages(&args);
+	migrate_vma_finalize(&args);
+	mmap_read_unlock(current->mm);
+	return args.cpages;
+}
+
+/*
+ * A device-private PMD is neither a page table nor a bad PMD to the pte
+ * walkers (migration that does not select device-private memory passes it
+ * by), and munmap() gives its whole folio back to the driver and takes its
+ * pages off the mm's count.
+ */
+static void munmap_frees_folio_of_device_private_pmd(struct kunit *test)
+{
+	struct mdk_device *dev = mdk_device(test, MDK_PRIVATE);
+	unsigned long addr, rss;
+	struct folio *folio;
+
+	addr = mdk_map_new_device_pmd(test, dev, &folio);
+	rss = get_mm_counter(current->mm, MM_ANONPAGES);
+	KUNIT_EXPECT_GE(test, rss, HPAGE_PMD_NR);
+	KUNIT_EXPECT_EQ(test, mdk_collect_system_pmd(test, addr), 0);
+	KUNIT_EXPECT_TRUE(test, is_pmd_device_private_entry(mdk_pmd_at(test, addr)));
+	KUNIT_EXPECT_EQ(test, folio_mapcount(folio), 1);
+	KUNIT_EXPECT_EQ(test, folio_ref_count(folio), 1);
+
+	KUNIT_EXPECT_EQ(test, vm_munmap(addr, PMD_SIZE), 0);
+	KUNIT_EXPECT_EQ(test, get_mm_counter(current->mm, MM_ANONPAGES),
+			rss - HPAGE_PMD_NR);
+	KUNIT_EXPECT_TRUE(test, pmd_none(mdk_pmd_at(test, addr)));
+	mdk_expect_device_pages_freed(test);
+}
+
+/* Counts the ptes from @addr on that do not map @page onwards, writable. */
+static unsigned long mdk_count_unmapped_device_ptes(struct kunit *test,
+						    unsigned long addr,
+						    struct page *page,
+						    unsigned long npages)
+{
+	unsigned long i, bad = 0;
+
+	for (i = 0; i < npages; i++) {
+		struct mdk_pte pte = mdk_pte_at(test, mdk_page_addr(addr, i));
+
+		if (pte.kind != MDK_PTE_DEVICE_PRIVATE || !pte.writable ||
+		    pte.pfn != page_to_pfn(page + i))
+			bad++;
+	}
+	return bad;
+}
+
+/*
+ * munmap() of half a device-private PMD splits it into device-private ptes,
+ * one per page of the folio, and unmaps half of them. The folio stays whole
+ * and off the deferred split queue, mapped by the other half with the
+ * references that go with it, until munmap() of the rest frees it.
+ */
+static void munmap_of_half_device_private_pmd_splits_it(struct kunit *test)
+{
+	struct mdk_device *dev = mdk_device(test, MDK_PRIVATE);
+	unsigned long addr, rest, rss, half = HPAGE_PMD_NR / 2;
+	struct folio *folio;
+
+	addr = mdk_map_new_device_pmd(test, dev, &folio);
+	rss = get_mm_counter(current->mm, MM_ANONPAGES);
+	rest = mdk_page_addr(addr, half);
+
+	KUNIT_EXPECT_EQ(test, vm_munmap(addr, half * PAGE_SIZE), 0);
+	KUNIT_EXPECT_EQ(test,
+			mdk_count_unmapped_device_ptes(test, rest,
+						       folio_page(folio, half),
+						       half), 0);
+	KUNIT_EXPECT_EQ(test, mdk_pte_at(test, addr).kind, MDK_PTE_NONE);
+	KUNIT_EXPECT_EQ(test, folio_order(folio), HPAGE_PMD_ORDER);
+	KUNIT_EXPECT_EQ(test, folio_mapcount(folio), half);
+	KUNIT_EXPECT_EQ(test, folio_ref_count(folio), half);
+	KUNIT_EXPECT_TRUE(test, list_empty(&folio->_deferred_list));
+	KUNIT_EXPECT_EQ(test, READ_ONCE(dev->nr_free), 0);
+	KUNIT_EXPECT_EQ(test, get_mm_counter(current->mm, MM_ANONPAGES),
+			rss - half);
+
+	KUNIT_EXPECT_EQ(test, vm_munmap(rest, half * PAGE_SIZE), 0);
+	KUNIT_EXPECT_EQ(test, get_mm_counter(current->mm, MM_ANONPAGES),
+			rss - HPAGE_PMD_NR);
+	mdk_expect_device_pages_freed(test);
+}
+#else
+static void munmap_frees_folio_of_device_private_pmd(struct kunit *test)
+{
+	kunit_skip(test, "needs the suite built in and THP migration");
+}
+
+static void munmap_of_half_device_private_pmd_splits_it(struct kunit *test)
+{
+	kunit_skip(test, "needs the suite built in and THP migration");
+}
+#endif
+
 /* ------------------------------------------------------------------------
  * Device-pfn migrations: evicting device memory without knowing its VMAs.
  */
@@ -2781,6 +3076,8 @@ static struct kunit_case migrate_device_test_cases[] = {
 	KUNIT_CASE(migrate_device_pfns_skips_locked_page),
 	KUNIT_CASE(zone_device_folio_init_builds_large_folio),
 	KUNIT_CASE(device_memory_alternates_large_folio_and_single_pages),
+	KUNIT_CASE(munmap_frees_folio_of_device_private_pmd),
+	KUNIT_CASE(munmap_of_half_device_private_pmd_splits_it),
 	{}
 };
 
