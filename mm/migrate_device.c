@@ -40,6 +40,7 @@
 #include <linux/swap.h>
 #include <linux/swapops.h>
 #include <linux/userfaultfd_k.h>
+#include <asm/pgalloc.h>
 #include <asm/tlbflush.h>
 #include "internal.h"
 
@@ -66,6 +67,33 @@ static unsigned long migrate_index(const struct migrate_vma *migrate,
 				   unsigned long addr)
 {
 	return (addr - migrate->start) >> PAGE_SHIFT;
+}
+
+/* Pages an entry stands for: a compound one covers a whole PMD. */
+static unsigned long migrate_entry_pages(unsigned long mpfn)
+{
+	return mpfn & MIGRATE_PFN_COMPOUND ? HPAGE_PMD_NR : 1;
+}
+
+/*
+ * May [@start, @end) be collected as one compound entry? Only if the caller
+ * takes them, the range covers a whole PMD and the VMA may hold a THP there
+ * (MADV_NOHUGEPAGE and prctl(PR_SET_THP_DISABLE) are honoured; the sysfs
+ * setting is not, the driver asked for compound entries). Asked as a fault
+ * would ask: the range is checked here, and a VMA nothing faulted in yet
+ * has no anon_vma, which only a fault may create.
+ */
+static bool migrate_takes_compound(const struct migrate_vma *migrate,
+				   unsigned long start, unsigned long end)
+{
+	struct vm_area_struct *vma = migrate->vma;
+
+	return IS_ENABLED(CONFIG_ARCH_ENABLE_THP_MIGRATION) &&
+	       (migrate->flags & MIGRATE_VMA_SELECT_COMPOUND) &&
+	       IS_ALIGNED(start, HPAGE_PMD_SIZE) &&
+	       end - start >= HPAGE_PMD_SIZE && vma_is_anonymous(vma) &&
+	       thp_vma_allowable_order(vma, vma->vm_flags, TVA_IN_PF,
+				       HPAGE_PMD_ORDER);
 }
 
 /*
@@ -181,6 +209,10 @@ struct migrate_collect {
 	bool unmap;
 	/* Some source page was refused after its pte was replaced. */
 	bool refused;
+	/* A large device-private folio met on a pte, to split first. */
+	struct folio *split;
+	/* The last folio that could not be split: its pages stay. */
+	struct folio *unsplit;
 };
 
 static int migrate_collect_hole(unsigned long start, unsigned long end,
@@ -196,8 +228,18 @@ static int migrate_collect_hole(unsigned long start, unsigned long end,
 		return 0;
 
 	migrate->cpages += last - i;
-	for (; i < last; i++)
-		migrate->src[i] = MIGRATE_PFN_MIGRATE;
+	while (i < last) {
+		if (migrate_takes_compound(migrate, start, end)) {
+			/* The other entries of the PMD stay 0. */
+			migrate->src[i] = MIGRATE_PFN_MIGRATE |
+					  MIGRATE_PFN_COMPOUND;
+			i += HPAGE_PMD_NR;
+			start += HPAGE_PMD_SIZE;
+		} else {
+			migrate->src[i++] = MIGRATE_PFN_MIGRATE;
+			start += PAGE_SIZE;
+		}
+	}
 	return 0;
 }
 
@@ -236,16 +278,15 @@ static struct page *migrate_private_page(const struct migrate_vma *migrate,
 }
 
 /*
- * The migration entry that stands in for @pte while its page moves. It
- * remembers everything the restored pte will need: write permission,
- * exclusivity of an anonymous page, young, dirty, soft-dirty and uffd-wp.
+ * The migration entry for page frame @pfn, which keeps write permission,
+ * exclusivity of an anonymous page, young and dirty for the mapping that
+ * is put back at the end.
  */
-static pte_t migrate_entry_pte(struct page *page, pte_t pte, bool writable,
-			       bool anon_exclusive)
+static swp_entry_t migrate_make_entry(unsigned long pfn, bool writable,
+				      bool anon_exclusive, bool young,
+				      bool dirty)
 {
-	unsigned long pfn = page_to_pfn(page);
 	swp_entry_t entry;
-	pte_t swp_pte;
 
 	if (writable)
 		entry = make_writable_migration_entry(pfn);
@@ -253,24 +294,39 @@ static pte_t migrate_entry_pte(struct page *page, pte_t pte, bool writable,
 		entry = make_readable_exclusive_migration_entry(pfn);
 	else
 		entry = make_readable_migration_entry(pfn);
-
-	if (!pte_present(pte)) {
-		swp_pte = swp_entry_to_pte(entry);
-		if (pte_swp_soft_dirty(pte))
-			swp_pte = pte_swp_mksoft_dirty(swp_pte);
-		if (pte_swp_uffd_wp(pte))
-			swp_pte = pte_swp_mkuffd_wp(swp_pte);
-		return swp_pte;
-	}
-
-	if (pte_young(pte))
+	if (young)
 		entry = make_migration_entry_young(entry);
-	if (pte_dirty(pte))
+	if (dirty)
 		entry = make_migration_entry_dirty(entry);
-	swp_pte = swp_entry_to_pte(entry);
-	if (pte_soft_dirty(pte))
+	return entry;
+}
+
+/* The device-private entry that maps @page, writable or not. */
+static swp_entry_t migrate_private_entry(struct page *page, bool writable)
+{
+	if (writable)
+		return make_writable_device_private_entry(page_to_pfn(page));
+	return make_readable_device_private_entry(page_to_pfn(page));
+}
+
+/*
+ * The migration entry that stands in for @pte while its page moves. It
+ * remembers everything the restored pte will need: write permission,
+ * exclusivity of an anonymous page, young, dirty, soft-dirty and uffd-wp.
+ */
+static pte_t migrate_entry_pte(struct page *page, pte_t pte, bool writable,
+			       bool anon_exclusive)
+{
+	bool present = pte_present(pte);
+	pte_t swp_pte;
+
+	swp_pte = swp_entry_to_pte(migrate_make_entry(page_to_pfn(page),
+						      writable, anon_exclusive,
+						      present && pte_young(pte),
+						      present && pte_dirty(pte)));
+	if (present ? pte_soft_dirty(pte) : pte_swp_soft_dirty(pte))
 		swp_pte = pte_swp_mksoft_dirty(swp_pte);
-	if (pte_uffd_wp(pte))
+	if (present ? pte_uffd_wp(pte) : pte_swp_uffd_wp(pte))
 		swp_pte = pte_swp_mkuffd_wp(swp_pte);
 	return swp_pte;
 }
@@ -415,38 +471,34 @@ static unsigned long migrate_collect_pte(struct migrate_collect *collect,
 	page = migrate_private_page(migrate, entry);
 	if (!page)
 		return 0;
+	if (unlikely(folio_test_large(page_folio(page))) &&
+	    page_folio(page) != collect->unsplit) {
+		collect->split = page_folio(page);
+		folio_get(collect->split);
+		return 0;
+	}
 	mpfn = migrate_unmap_pte(migrate, addr, ptep, ptl, pte, page,
 				 is_writable_device_private_entry(entry), flush);
 	return migrate_check_private(collect, mpfn, page_folio(page));
 }
 
 /*
- * The engine moves base pages only for now: a PMD-mapped THP is split here
- * so that its pages are collected one by one. Returns false if the range
- * must be left alone because the THP could not be locked or split.
+ * Split @folio, on which the caller holds a reference that this drops, into
+ * base pages. The folio of the page a CPU fault is migrating is locked and
+ * referenced by the fault path already: split around that page, which keeps
+ * its lock and the fault's reference as a page of its own. Returns false if
+ * the folio could not be locked or split.
  */
-static bool migrate_split_huge_pmd(struct vm_area_struct *vma, pmd_t *pmdp,
-				   unsigned long addr)
+static bool migrate_split_folio(const struct migrate_vma *migrate,
+				struct folio *folio)
 {
-	struct folio *folio;
-	spinlock_t *ptl;	/* page table lock */
+	struct page *fault_page = migrate->fault_page;
 	int ret;
 
-	ptl = pmd_lock(vma->vm_mm, pmdp);
-	if (!pmd_trans_huge(*pmdp)) {
-		spin_unlock(ptl);
-		return true;
+	if (fault_page && page_folio(fault_page) == folio) {
+		folio_put(folio);
+		return !split_huge_page(fault_page);
 	}
-
-	folio = pmd_folio(*pmdp);
-	if (is_huge_zero_folio(folio)) {
-		spin_unlock(ptl);
-		split_huge_pmd(vma, pmdp, addr);
-		return true;
-	}
-
-	folio_get(folio);
-	spin_unlock(ptl);
 	if (!folio_trylock(folio)) {
 		folio_put(folio);
 		return false;
@@ -457,47 +509,244 @@ static bool migrate_split_huge_pmd(struct vm_area_struct *vma, pmd_t *pmdp,
 	return !ret;
 }
 
+/*
+ * The engine moves base pages only for now: a PMD-mapped THP, or a
+ * device-private folio mapped by a PMD that the caller selects, is split
+ * here so that its pages are collected one by one. Returns false if the
+ * range must be left alone: a PMD of another kind, or a folio that could
+ * not be locked or split.
+ */
+static bool migrate_split_huge_pmd(const struct migrate_vma *migrate,
+				   pmd_t *pmdp, unsigned long addr)
+{
+	struct vm_area_struct *vma = migrate->vma;
+	struct folio *folio;
+	spinlock_t *ptl;	/* page table lock */
+	pmd_t pmd;
+
+	ptl = pmd_lock(vma->vm_mm, pmdp);
+	pmd = *pmdp;
+	if (is_pmd_device_private_entry(pmd)) {
+		if (!migrate_private_page(migrate, pmd_to_swp_entry(pmd))) {
+			spin_unlock(ptl);
+			return false;
+		}
+		folio = pfn_swap_entry_folio(pmd_to_swp_entry(pmd));
+	} else if (pmd_trans_huge(pmd)) {
+		folio = pmd_folio(pmd);
+		if (is_huge_zero_folio(folio)) {
+			spin_unlock(ptl);
+			split_huge_pmd(vma, pmdp, addr);
+			return true;
+		}
+	} else {
+		spin_unlock(ptl);
+		return true;
+	}
+
+	folio_get(folio);
+	spin_unlock(ptl);
+	return migrate_split_folio(migrate, folio);
+}
+
+/*
+ * The PMD migration entry that stands for @pmd, which maps @folio (as a THP
+ * or a device-private folio) and which the CPU could write if @writable:
+ * the PMD counterpart of migrate_entry_pte().
+ */
+static pmd_t migrate_entry_pmd(struct folio *folio, pmd_t pmd, bool writable,
+			       bool anon_exclusive)
+{
+	bool present = pmd_present(pmd);
+	pmd_t swp_pmd;
+
+	swp_pmd = swp_entry_to_pmd(migrate_make_entry(folio_pfn(folio),
+						      writable, anon_exclusive,
+						      present && pmd_young(pmd),
+						      present && pmd_dirty(pmd)));
+	if (present ? pmd_soft_dirty(pmd) : pmd_swp_soft_dirty(pmd))
+		swp_pmd = pmd_swp_mksoft_dirty(swp_pmd);
+	if (present ? pmd_uffd_wp(pmd) : pmd_swp_uffd_wp(pmd))
+		swp_pmd = pmd_swp_mkuffd_wp(swp_pmd);
+	return swp_pmd;
+}
+
+/*
+ * Replace the PMD at @addr, which maps the anonymous @folio and which the
+ * CPU could write if @writable, by a PMD migration entry: the PMD
+ * counterpart of migrate_unmap_pte(). Returns the compound source entry, or
+ * 0 if the folio stays where it is.
+ */
+static unsigned long migrate_unmap_pmd(struct migrate_vma *migrate,
+				       pmd_t *pmdp, unsigned long addr,
+				       spinlock_t *ptl, struct folio *folio,
+				       bool writable)
+{
+	struct vm_area_struct *vma = migrate->vma;
+	struct mm_struct *mm = vma->vm_mm;
+	struct page *head = &folio->page;
+	bool anon_exclusive;
+	unsigned long mpfn;
+	pmd_t pmd;
+
+	lockdep_assert_held(ptl);
+	folio_get(folio);
+	if (!migrate_trylock_folio(migrate, folio)) {
+		folio_put(folio);
+		return 0;
+	}
+
+	if (pmd_present(*pmdp)) {
+		flush_cache_range(vma, addr, addr + HPAGE_PMD_SIZE);
+		/* Also flushes the TLB: GUP-fast must not see the PMD. */
+		pmd = pmdp_invalidate(vma, addr, pmdp);
+	} else {
+		pmd = pmdp_huge_get_and_clear(mm, addr, pmdp);
+	}
+
+	/* See migrate_unmap_pte(). */
+	anon_exclusive = PageAnonExclusive(head);
+	if (anon_exclusive && folio_try_share_anon_rmap_pmd(folio, head)) {
+		set_pmd_at(mm, addr, pmdp, pmd);
+		migrate_release_src(migrate, folio);
+		return 0;
+	}
+
+	if (pmd_present(pmd) && pmd_dirty(pmd))
+		folio_mark_dirty(folio);
+	set_pmd_at(mm, addr, pmdp,
+		   migrate_entry_pmd(folio, pmd, writable, anon_exclusive));
+	folio_remove_rmap_pmd(folio, head, vma);
+	folio_put(folio);
+
+	mpfn = migrate_pfn(folio_pfn(folio)) | MIGRATE_PFN_MIGRATE |
+	       MIGRATE_PFN_COMPOUND;
+	return writable ? mpfn | MIGRATE_PFN_WRITE : mpfn;
+}
+
+/*
+ * Collect the PMD at @start as one compound entry if it maps something the
+ * caller selected: a THP, the huge zero page (offered like a hole), or a
+ * device-private folio of the caller's. Returns false if the PMD holds
+ * something else, which the caller then handles as without
+ * MIGRATE_VMA_SELECT_COMPOUND.
+ */
+static bool migrate_collect_huge(struct migrate_collect *collect,
+				 pmd_t *pmdp, unsigned long start)
+{
+	struct migrate_vma *migrate = collect->migrate;
+	unsigned long i = migrate_index(migrate, start);
+	struct folio *folio = NULL;
+	spinlock_t *ptl;	/* page table lock */
+	unsigned long mpfn;
+	swp_entry_t entry;
+	pmd_t pmd;
+
+	ptl = pmd_lock(migrate->vma->vm_mm, pmdp);
+	pmd = *pmdp;
+	if (pmd_trans_huge(pmd) && !pmd_devmap(pmd) &&
+	    (migrate->flags & MIGRATE_VMA_SELECT_SYSTEM)) {
+		folio = pmd_folio(pmd);
+		if (is_huge_zero_folio(folio)) {
+			spin_unlock(ptl);
+			migrate->src[i] = MIGRATE_PFN_MIGRATE |
+					  MIGRATE_PFN_COMPOUND;
+			migrate->cpages += HPAGE_PMD_NR;
+			return true;
+		}
+		if (!folio_test_anon(folio))
+			folio = NULL;
+	} else if (is_pmd_device_private_entry(pmd)) {
+		entry = pmd_to_swp_entry(pmd);
+		if (migrate_private_page(migrate, entry))
+			folio = pfn_swap_entry_folio(entry);
+	}
+	if (!folio) {
+		spin_unlock(ptl);
+		return false;
+	}
+
+	if (pmd_present(pmd)) {
+		mpfn = migrate_unmap_pmd(migrate, pmdp, start, ptl, folio,
+					 pmd_write(pmd));
+		/* Still to isolate from the LRU. */
+		collect->unmap = true;
+	} else {
+		mpfn = migrate_unmap_pmd(migrate, pmdp, start, ptl, folio,
+					 is_writable_device_private_entry(entry));
+		mpfn = migrate_check_private(collect, mpfn, folio);
+	}
+	spin_unlock(ptl);
+	migrate->src[i] = mpfn;
+	if (mpfn & MIGRATE_PFN_MIGRATE)
+		migrate->cpages += HPAGE_PMD_NR;
+	return true;
+}
+
 static int migrate_collect_pmd(pmd_t *pmdp, unsigned long start,
 			       unsigned long end, struct mm_walk *walk)
 {
 	struct migrate_collect *collect = walk->private;
 	struct migrate_vma *migrate = collect->migrate;
 	struct vm_area_struct *vma = walk->vma;
-	unsigned long addr, i = migrate_index(migrate, start);
+	unsigned long addr = start, i = migrate_index(migrate, start);
 	bool flush = false;
 	spinlock_t *ptl;	/* page table lock */
-	pte_t *ptep;
+	pte_t *ptep, *mapped;
 	pmd_t pmd;
 
 	pmd = pmdp_get_lockless(pmdp);
-	if (pmd_trans_huge(pmd) && !migrate_split_huge_pmd(vma, pmdp, start))
+	if ((pmd_trans_huge(pmd) || is_pmd_device_private_entry(pmd)) &&
+	    migrate_takes_compound(migrate, start, end) &&
+	    migrate_collect_huge(collect, pmdp, start))
+		return 0;
+	if ((pmd_trans_huge(pmd) || is_pmd_device_private_entry(pmd)) &&
+	    !migrate_split_huge_pmd(migrate, pmdp, start))
 		return 0;
 
-	ptep = pte_offset_map_lock(vma->vm_mm, pmdp, start, &ptl);
+again:
+	ptep = pte_offset_map_lock(vma->vm_mm, pmdp, addr, &ptl);
 	if (!ptep) {
 		/*
 		 * The pmd changed under us. Look again if it became empty or
 		 * huge; anything else (a THP under migration) is left alone.
+		 * Not once some entries are collected: a second look would
+		 * take their migration entries for pages to leave alone.
 		 */
 		pmd = pmdp_get_lockless(pmdp);
-		if (pmd_none(pmd) || pmd_trans_huge(pmd))
+		if (addr == start && (pmd_none(pmd) || pmd_trans_huge(pmd)))
 			walk->action = ACTION_AGAIN;
 		return 0;
 	}
 	migrate_ptl_acquired(ptl);
+	mapped = ptep;
 
 	arch_enter_lazy_mmu_mode();
-	for (addr = start; addr < end; addr += PAGE_SIZE, ptep++, i++) {
+	for (; addr < end; addr += PAGE_SIZE, ptep++, i++) {
 		migrate->src[i] = migrate_collect_pte(collect, addr, ptep,
 						      ptl, &flush);
+		if (unlikely(collect->split))
+			break;
 		if (migrate->src[i] & MIGRATE_PFN_MIGRATE)
 			migrate->cpages++;
 	}
 	/* One flush for the batch, and only if a present pte was cleared. */
 	if (flush)
-		flush_tlb_range(vma, start, end);
+		flush_tlb_range(vma, start, addr);
 	arch_leave_lazy_mmu_mode();
-	pte_unmap_unlock(ptep - 1, ptl);
+	pte_unmap_unlock(mapped, ptl);
+
+	/*
+	 * A large device folio was split off a PMD and is mapped by ptes:
+	 * split it too, then go on from the pte that met it, whose page
+	 * is now a base page, or a page of a folio left alone.
+	 */
+	if (collect->split) {
+		if (!migrate_split_folio(migrate, collect->split))
+			collect->unsplit = collect->split;
+		collect->split = NULL;
+		goto again;
+	}
 	return 0;
 }
 
@@ -533,6 +782,11 @@ static unsigned long migrate_collect_pfn(unsigned long pfn)
 	/* A free page has no data to move. */
 	if (!folio)
 		return 0;
+	/* Large device folios move only through their mappings for now. */
+	if (folio_test_large(folio)) {
+		folio_put(folio);
+		return 0;
+	}
 	if (!folio_trylock(folio)) {
 		folio_put(folio);
 		return 0;
@@ -556,11 +810,7 @@ static pte_t migrate_mapping_pte(struct vm_area_struct *vma, struct page *page,
 	pte_t pte;
 
 	if (is_zone_device_page(page) && is_device_private_page(page)) {
-		if (writable)
-			entry = make_writable_device_private_entry(page_to_pfn(page));
-		else
-			entry = make_readable_device_private_entry(page_to_pfn(page));
-		pte = swp_entry_to_pte(entry);
+		pte = swp_entry_to_pte(migrate_private_entry(page, writable));
 		if (pte_swp_soft_dirty(old))
 			pte = pte_swp_mksoft_dirty(pte);
 		if (pte_swp_uffd_wp(old))
@@ -717,6 +967,85 @@ static void migrate_remap_ptes(struct migrate_vma *migrate, pmd_t *pmdp,
 }
 
 /*
+ * The PMD that maps the PMD-sized folio of @page again where the PMD
+ * migration entry @old, whose swap entry is @entry, was: the PMD
+ * counterpart of migrate_mapping_pte().
+ */
+static pmd_t migrate_mapping_pmd(struct vm_area_struct *vma, struct page *page,
+				 pmd_t old, swp_entry_t entry)
+{
+	bool writable = is_writable_migration_entry(entry);
+	pmd_t pmd;
+
+	if (is_device_private_page(page)) {
+		pmd = swp_entry_to_pmd(migrate_private_entry(page, writable));
+		if (pmd_swp_soft_dirty(old))
+			pmd = pmd_swp_mksoft_dirty(pmd);
+		if (pmd_swp_uffd_wp(old))
+			pmd = pmd_swp_mkuffd_wp(pmd);
+		return pmd;
+	}
+
+	pmd = mk_huge_pmd(page, READ_ONCE(vma->vm_page_prot));
+	if (!is_migration_entry_young(entry))
+		pmd = pmd_mkold(pmd);
+	if (folio_test_dirty(page_folio(page)) &&
+	    is_migration_entry_dirty(entry))
+		pmd = pmd_mkdirty(pmd);
+	if (pmd_swp_soft_dirty(old))
+		pmd = pmd_mksoft_dirty(pmd);
+	else
+		pmd = pmd_clear_soft_dirty(pmd);
+	if (writable)
+		pmd = pmd_mkwrite(pmd, vma);
+	else if (pmd_swp_uffd_wp(old))
+		pmd = pmd_mkuffd_wp(pmd);
+	return pmd;
+}
+
+/*
+ * Put back the PMD migration entry of the compound source entry at @addr,
+ * as a PMD mapping its final folio.
+ */
+static void migrate_remap_pmd(struct migrate_vma *migrate, pmd_t *pmdp,
+			      unsigned long addr, bool failed_only)
+{
+	struct vm_area_struct *vma = migrate->vma;
+	unsigned long i = migrate_index(migrate, addr);
+	unsigned long mpfn = migrate->src[i];
+	spinlock_t *ptl;	/* page table lock */
+	struct folio *folio;
+	struct page *page;
+	swp_entry_t entry;
+	rmap_t flags;
+	pmd_t pmd;
+
+	if (!migrate_needs_remap(mpfn, failed_only))
+		return;
+
+	ptl = pmd_lock(vma->vm_mm, pmdp);
+	pmd = *pmdp;
+	if (!is_pmd_migration_entry(pmd))
+		goto unlock;
+	entry = pmd_to_swp_entry(pmd);
+	if (swp_offset_pfn(entry) != mpfn >> MIGRATE_PFN_SHIFT)
+		goto unlock;
+
+	page = migrate_final_page(mpfn, migrate->dst[i]);
+	folio = page_folio(page);
+	flags = is_readable_migration_entry(entry) ? RMAP_NONE : RMAP_EXCLUSIVE;
+	folio_get(folio);
+	folio_add_anon_rmap_pmd(folio, page, vma, addr, flags);
+	set_pmd_at(vma->vm_mm, addr, pmdp,
+		   migrate_mapping_pmd(vma, page, pmd, entry));
+	/* The PMD was not present: nothing to invalidate. */
+	if (!folio_is_zone_device(folio))
+		update_mmu_cache_pmd(vma, addr, pmdp);
+unlock:
+	spin_unlock(ptl);
+}
+
+/*
  * Revisit the page tables of the range. The generic page walker would do,
  * but its fixed cost is most of a one-page migration (a CPU fault on a
  * device page): make profile counted it at about 320 instructions.
@@ -730,7 +1059,12 @@ static void migrate_remap_range(struct migrate_vma *migrate, bool failed_only)
 		pmd_t *pmdp = migrate_find_pmd(mm, addr);
 
 		next = pmd_addr_end(addr, migrate->end);
-		if (pmdp)
+		if (!pmdp)
+			continue;
+		if (migrate->src[migrate_index(migrate, addr)] &
+		    MIGRATE_PFN_COMPOUND)
+			migrate_remap_pmd(migrate, pmdp, addr, failed_only);
+		else
 			migrate_remap_ptes(migrate, pmdp, addr, next,
 					   failed_only);
 	}
@@ -804,6 +1138,13 @@ static bool migrate_folio_movable(struct migrate_vma *migrate,
 				  struct folio *folio, int *drained)
 {
 	if (folio_mapped(folio)) {
+		/*
+		 * A compound source mapped elsewhere too (a THP shared with
+		 * a forked child) stays: remove_migration_ptes() cannot map
+		 * a device-private folio by a PMD in other processes.
+		 */
+		if (folio_test_large(folio))
+			return false;
 		migrate->flags |= MIGRATE_VMA_RMAP;
 		if (!migrate_hold_anon_vma(folio))
 			return false;
@@ -828,12 +1169,16 @@ static bool migrate_folio_movable(struct migrate_vma *migrate,
  * replaced by migration entries.
  */
 static bool migrate_prepare_folio(struct migrate_vma *migrate,
-				  struct folio *folio, int *drained)
+				  struct folio *folio, unsigned long mpfn,
+				  int *drained)
 {
 	bool lru = !folio_is_zone_device(folio);
 
-	/* Large folios are split at collect time or left out. */
-	if (folio_test_large(folio))
+	/*
+	 * Large folios are split at collect time, left out, or taken whole
+	 * as a compound entry.
+	 */
+	if (folio_test_large(folio) != !!(mpfn & MIGRATE_PFN_COMPOUND))
 		return false;
 	if (lru && !migrate_isolate_folio(folio, drained))
 		return false;
@@ -873,16 +1218,17 @@ static void migrate_unmap(struct migrate_vma *migrate)
 	int drained = 0;
 
 	for (i = 0; i < migrate->npages; i++) {
-		struct page *page = migrate_pfn_to_page(migrate->src[i]);
+		unsigned long mpfn = migrate->src[i];
+		struct page *page = migrate_pfn_to_page(mpfn);
 
-		if (page && (!(migrate->src[i] & MIGRATE_PFN_MIGRATE) ||
+		if (page && (!(mpfn & MIGRATE_PFN_MIGRATE) ||
 			     !migrate_prepare_folio(migrate, page_folio(page),
-						    &drained))) {
+						    mpfn, &drained))) {
 			migrate->src[i] &= ~MIGRATE_PFN_MIGRATE;
 			failed++;
 		}
 		if (migrate->src[i] & MIGRATE_PFN_MIGRATE)
-			cpages++;
+			cpages += migrate_entry_pages(mpfn);
 	}
 	if (failed)
 		migrate_back_out(migrate);
@@ -912,14 +1258,10 @@ static pmd_t *migrate_alloc_pmd(struct mm_struct *mm, unsigned long addr)
 static pte_t migrate_new_pte(struct vm_area_struct *vma, struct page *page)
 {
 	bool writable = vma->vm_flags & VM_WRITE;
-	unsigned long pfn = page_to_pfn(page);
 	pte_t pte;
 
-	if (is_device_private_page(page)) {
-		if (writable)
-			return swp_entry_to_pte(make_writable_device_private_entry(pfn));
-		return swp_entry_to_pte(make_readable_device_private_entry(pfn));
-	}
+	if (is_device_private_page(page))
+		return swp_entry_to_pte(migrate_private_entry(page, writable));
 	pte = mk_pte(page, vma->vm_page_prot);
 	return writable ? pte_mkwrite(pte_mkdirty(pte), vma) : pte;
 }
@@ -1005,6 +1347,117 @@ static bool migrate_fill_hole(struct migrate_vma *migrate, unsigned long addr,
 }
 
 /*
+ * The destination folio of a compound entry whose destination entry is
+ * @dpfn: a PMD-sized system or device-private folio that the driver flagged
+ * MIGRATE_PFN_COMPOUND, else NULL. A present PMD cannot map device-coherent
+ * memory in 6.12, so that kind only takes base pages.
+ */
+static struct folio *migrate_compound_dst(unsigned long dpfn)
+{
+	struct page *page = migrate_pfn_to_page(dpfn);
+	struct folio *folio;
+
+	if (!page || !(dpfn & MIGRATE_PFN_COMPOUND))
+		return NULL;
+	folio = page_folio(page);
+	if (&folio->page != page || folio_order(folio) != HPAGE_PMD_ORDER)
+		return NULL;
+	if (folio_is_zone_device(folio) && !folio_is_device_private(folio))
+		return NULL;
+	return folio;
+}
+
+/* The PMD that maps a new PMD-sized anonymous @folio into @vma. */
+static pmd_t migrate_new_pmd(struct vm_area_struct *vma, struct folio *folio)
+{
+	bool writable = vma->vm_flags & VM_WRITE;
+	pmd_t pmd;
+
+	if (folio_is_device_private(folio))
+		return swp_entry_to_pmd(migrate_private_entry(&folio->page,
+							      writable));
+	pmd = mk_huge_pmd(&folio->page, vma->vm_page_prot);
+	return writable ? pmd_mkwrite(pmd_mkdirty(pmd), vma) : pmd;
+}
+
+/*
+ * Map the driver's PMD-sized @folio at the PMD-sized hole (or huge zero
+ * page) @addr, the way a THP fault would. Returns false if the hole cannot
+ * be filled.
+ */
+static bool migrate_fill_pmd(struct migrate_vma *migrate, unsigned long addr,
+			     struct folio *folio)
+{
+	struct vm_area_struct *vma = migrate->vma;
+	struct mm_struct *mm = vma->vm_mm;
+	spinlock_t *ptl;	/* page table lock */
+	pgtable_t pgtable;
+	pmd_t *pmdp, old;
+
+	pmdp = migrate_alloc_pmd(mm, addr);
+	if (!pmdp)
+		return false;
+	if (anon_vma_prepare(vma) || mem_cgroup_charge(folio, mm, GFP_KERNEL))
+		return false;
+	/* Any PMD mapping an anonymous folio keeps a pte table in reserve. */
+	pgtable = pte_alloc_one(mm);
+	if (!pgtable)
+		return false;
+
+	/* Order the driver's copy before the PMD that exposes it. */
+	__folio_mark_uptodate(folio);
+
+	ptl = pmd_lock(mm, pmdp);
+	old = *pmdp;
+	if (check_stable_address_space(mm) || userfaultfd_missing(vma) ||
+	    !(pmd_none(old) || is_huge_zero_pmd(old))) {
+		spin_unlock(ptl);
+		pte_free(mm, pgtable);
+		return false;
+	}
+
+	add_mm_counter(mm, MM_ANONPAGES, HPAGE_PMD_NR);
+	folio_add_new_anon_rmap(folio, vma, addr, RMAP_EXCLUSIVE);
+	if (!folio_is_zone_device(folio))
+		folio_add_lru_vma(folio, vma);
+	folio_get(folio);
+	if (pmd_none(old)) {
+		pgtable_trans_huge_deposit(mm, pmdp, pgtable);
+		mm_inc_nr_ptes(mm);
+		pgtable = NULL;
+	} else {
+		/* The huge zero PMD has its table deposited already. */
+		flush_cache_range(vma, addr, addr + HPAGE_PMD_SIZE);
+		pmdp_huge_clear_flush(vma, addr, pmdp);
+	}
+	set_pmd_at(mm, addr, pmdp, migrate_new_pmd(vma, folio));
+	if (!folio_is_zone_device(folio))
+		update_mmu_cache_pmd(vma, addr, pmdp);
+	spin_unlock(ptl);
+	if (pgtable)
+		pte_free(mm, pgtable);
+	return true;
+}
+
+/*
+ * The driver gives base pages, or nothing, for the compound hole of entry
+ * @i: offer each of its pages as a hole of its own instead. The huge zero
+ * page is split so that ptes can replace it one by one.
+ */
+static void migrate_split_hole(struct migrate_vma *migrate, unsigned long i)
+{
+	unsigned long addr = migrate->start + (i << PAGE_SHIFT);
+	unsigned long k;
+	pmd_t *pmdp;
+
+	pmdp = migrate_find_pmd(migrate->vma->vm_mm, addr);
+	if (pmdp && is_huge_zero_pmd(pmdp_get_lockless(pmdp)))
+		split_huge_pmd(migrate->vma, pmdp, addr);
+	for (k = 0; k < HPAGE_PMD_NR; k++)
+		migrate->src[i + k] = MIGRATE_PFN_MIGRATE;
+}
+
+/*
  * Hand the struct page state of @src over to @dst: mapping, index and
  * flags. After this the data lives in @dst as far as mm is concerned.
  */
@@ -1057,21 +1510,35 @@ static void migrate_move(struct migrate_vma *migrate)
 	unsigned long i;
 
 	for (i = 0; i < migrate->npages; i++) {
-		struct page *newpage = migrate_pfn_to_page(migrate->dst[i]);
+		unsigned long dpfn = migrate->dst[i];
+		struct page *newpage = migrate_pfn_to_page(dpfn);
 		struct page *page = migrate_pfn_to_page(migrate->src[i]);
 		unsigned long addr = migrate->start + (i << PAGE_SHIFT);
+		bool compound = migrate->src[i] & MIGRATE_PFN_COMPOUND;
 		bool moved = false;
 
 		if (!(migrate->src[i] & MIGRATE_PFN_MIGRATE))
 			continue;
+		if (compound && !page && !migrate_compound_dst(dpfn)) {
+			migrate_split_hole(migrate, i);
+			compound = false;
+		}
 		if (newpage && page) {
-			moved = migrate_move_folio(migrate, page_folio(page),
-						   page_folio(newpage));
+			/* Base pages for a compound source: it stays. */
+			if (!compound || migrate_compound_dst(dpfn))
+				moved = migrate_move_folio(migrate,
+							   page_folio(page),
+							   page_folio(newpage));
 		} else if (newpage && !WARN_ON_ONCE(!migrate->vma)) {
 			if (!notified)
 				migrate_notify_fill(migrate, &range, addr);
 			notified = true;
-			moved = migrate_fill_hole(migrate, addr, newpage);
+			if (compound)
+				moved = migrate_fill_pmd(migrate, addr,
+							 page_folio(newpage));
+			else
+				moved = migrate_fill_hole(migrate, addr,
+							  newpage);
 		}
 		if (!moved)
 			migrate->src[i] &= ~MIGRATE_PFN_MIGRATE;
@@ -1166,7 +1633,8 @@ static int migrate_vma_check_args(const struct migrate_vma *args)
 		return -EINVAL;
 	/* The internal bit may be left over from an earlier migration. */
 	if (!(args->flags & MIGRATE_VMA_SELECT_ANY) ||
-	    (args->flags & ~(MIGRATE_VMA_SELECT_ANY | MIGRATE_VMA_RMAP)))
+	    (args->flags & ~(MIGRATE_VMA_SELECT_ANY |
+			     MIGRATE_VMA_SELECT_COMPOUND | MIGRATE_VMA_RMAP)))
 		return -EINVAL;
 	if (args->fault_page && (!is_device_private_page(args->fault_page) ||
 				 !PageLocked(args->fault_page)))
@@ -1195,8 +1663,22 @@ static int migrate_vma_check_args(const struct migrate_vma *args)
  *   pinned or otherwise referenced, or are large: those stay mapped and
  *   untouched.
  *
- * @cpages counts the entries marked MIGRATE_PFN_MIGRATE and @npages the
- * entries of the range. A PMD-mapped THP is split first.
+ * @cpages counts the pages of the entries marked MIGRATE_PFN_MIGRATE and
+ * @npages the entries of the range. A PMD-mapped THP is split first.
+ *
+ * With MIGRATE_VMA_SELECT_COMPOUND, a PMD that lies wholly in the range of
+ * an anonymous VMA that may hold THPs is collected as one entry flagged
+ * MIGRATE_PFN_COMPOUND, followed by HPAGE_PMD_NR - 1 zero entries, if it
+ * maps a selected THP or device-private folio (the folio is then locked,
+ * held and replaced by a PMD migration entry), the huge zero page, or
+ * nothing (both as a compound hole, without MIGRATE_PFN_VALID). It counts
+ * HPAGE_PMD_NR in @cpages. For such an entry the driver supplies the head
+ * page of a PMD-sized system or device-private folio flagged
+ * MIGRATE_PFN_COMPOUND in @dst. For a compound hole it may instead give
+ * base pages in any of the HPAGE_PMD_NR entries, each mapped by a pte; a
+ * compound source given base pages stays where it is (the driver can
+ * migrate it again without MIGRATE_VMA_SELECT_COMPOUND, which splits it).
+ * A compound source that is also mapped in another process stays too.
  *
  * The driver then copies the data of each entry it wants to move into a
  * locked destination page, stores ``migrate_pfn(pfn)`` of that page in @dst
