@@ -461,6 +461,28 @@ static int hmm_walk_huge_pmd(struct hmm_vma_walk *hvw, unsigned long start,
 #endif
 
 /*
+ * A device-private PMD. The caller's own device THP is reported with its
+ * order and needs no fault, as its device-private ptes do; anybody else's
+ * reads as absent, and a fault on it brings the data back to system memory.
+ */
+static int hmm_walk_device_pmd(struct hmm_vma_walk *hvw, unsigned long start,
+			       unsigned long end, pmd_t pmd)
+{
+	swp_entry_t entry = pmd_to_swp_entry(pmd);
+	unsigned long cpu_flags;
+
+	if (!hmm_owns_device_entry(hvw->range, entry))
+		return hmm_walk_uniform(hvw, start, end, 0, 0);
+	cpu_flags = HMM_PFN_VALID | hmm_order_flags(PMD_SHIFT - PAGE_SHIFT);
+	if (is_writable_device_private_entry(entry))
+		cpu_flags |= HMM_PFN_WRITE;
+	hmm_store_span(hvw->range, start, end,
+		       swp_offset_pfn(entry) + ((start & ~PMD_MASK) >> PAGE_SHIFT),
+		       cpu_flags);
+	return 0;
+}
+
+/*
  * The PMD is read without its lock: if it changes under the walk, the
  * change goes through the caller's interval notifier, which makes the
  * caller retry.
@@ -474,6 +496,8 @@ static int hmm_walk_pmd(pmd_t *pmdp, unsigned long start, unsigned long end,
 	/* A migration entry: a fault waits for the migration to end. */
 	if (pmd_none(pmd) || is_pmd_migration_entry(pmd))
 		return hmm_walk_uniform(hvw, start, end, 0, 0);
+	if (is_pmd_device_private_entry(pmd))
+		return hmm_walk_device_pmd(hvw, start, end, pmd);
 	if (!pmd_present(pmd))
 		return hmm_walk_unusable(hvw, start, end);
 	if (pmd_trans_huge(pmd) || pmd_devmap(pmd))
