@@ -779,15 +779,20 @@ static unsigned long migrate_collect_pfn(unsigned long pfn)
 {
 	struct folio *folio = folio_get_nontail_page(pfn_to_page(pfn));
 
-	/* A free page has no data to move. */
+	/* A free page, or a tail page of a large folio, has no data to move. */
 	if (!folio)
 		return 0;
-	/* Large device folios move only through their mappings for now. */
-	if (folio_test_large(folio)) {
+	if (!folio_trylock(folio)) {
 		folio_put(folio);
 		return 0;
 	}
-	if (!folio_trylock(folio)) {
+	/*
+	 * A large folio is split, through its rmap, as are the PMDs that map
+	 * it: its other pages become folios of their own, which a range
+	 * meets next.
+	 */
+	if (folio_test_large(folio) && split_folio(folio)) {
+		folio_unlock(folio);
 		folio_put(folio);
 		return 0;
 	}
@@ -1798,7 +1803,10 @@ static void migrate_device_unmap(unsigned long *src_pfns, unsigned long npages)
  * is in use, can be locked at once and is not held by anybody else is
  * locked, unmapped from every process and gets
  * ``migrate_pfn(pfn) | MIGRATE_PFN_MIGRATE`` in @src_pfns; the others get 0
- * (a driver that must empty its memory retries those). The driver then
+ * (a driver that must empty its memory retries those). A large folio is
+ * split first, the PMDs that map it too, so its pages come back as base
+ * pages; its tail page frames count as in use only after the split, so a
+ * range should list them after the folio's first page frame. The driver then
  * allocates destinations, copies, and calls migrate_device_pages() and
  * migrate_device_finalize().
  *
