@@ -1,0 +1,380 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Device-private THP through the test_hmm dummy driver: whole 2 MiB folios
+ * migrated to device memory and back, and every mm path that meets a
+ * device-private PMD afterwards (CPU fault, munmap of part, mremap, fork,
+ * mprotect, MADV_FREE), with the data checked at each step.
+ *
+ * The driver migrates with MIGRATE_VMA_SELECT_COMPOUND; the snapshot tells
+ * whether a PMD was mapped whole (HMM_DMIRROR_PROT_PMD). Where the kernel
+ * cannot give a THP (THP disabled, no 2 MiB of free memory) the migration
+ * still has to move every page: only the PMD checks depend on having one,
+ * and those tests say so in their log.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+
+#include "kselftest_harness.h"
+#include <lib/test_hmm_uapi.h>
+
+#define THP_SIZE	(2UL << 20)
+#define PROT_TYPE_MASK	0xf0
+
+static unsigned long page_size;
+static unsigned long npages;	/* pages in a THP */
+
+/* ---- buffers ---------------------------------------------------------- */
+
+/* An anonymous THP-aligned mapping of @size bytes, MADV_HUGEPAGE. */
+static unsigned long *map_thp(unsigned long size)
+{
+	char *p, *start;
+
+	p = mmap(NULL, size + THP_SIZE, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return MAP_FAILED;
+	start = (char *)(((unsigned long)p + THP_SIZE - 1) & ~(THP_SIZE - 1));
+	if (start > p)
+		munmap(p, start - p);
+	munmap(start + size, p + THP_SIZE - start);
+	if (madvise(start, size, MADV_HUGEPAGE)) {
+		munmap(start, size);
+		return MAP_FAILED;
+	}
+	return (unsigned long *)start;
+}
+
+static unsigned long word(unsigned long seed, unsigned long i)
+{
+	return seed * 0x9e3779b97f4a7c15UL + i;
+}
+
+static void fill(unsigned long *buf, unsigned long nwords, unsigned long seed)
+{
+	unsigned long i;
+
+	for (i = 0; i < nwords; i++)
+		buf[i] = word(seed, i);
+}
+
+/* Index of the first word of @buf that does not hold its pattern, or -1. */
+static long first_bad(const unsigned long *buf, unsigned long first,
+		      unsigned long nwords, unsigned long seed)
+{
+	unsigned long i;
+
+	for (i = 0; i < nwords; i++)
+		if (buf[i] != word(seed, first + i))
+			return first + i;
+	return -1;
+}
+
+/* ---- the device ------------------------------------------------------- */
+
+static int dmirror(int fd, unsigned long request, void *addr, void *data,
+		   unsigned long n, unsigned long *cpages)
+{
+	struct hmm_dmirror_cmd cmd = {
+		.addr = (unsigned long)addr,
+		.ptr = (unsigned long)data,
+		.npages = n,
+	};
+
+	if (ioctl(fd, request, &cmd))
+		return -errno;
+	if (cpages)
+		*cpages = cmd.cpages;
+	return 0;
+}
+
+FIXTURE(thp)
+{
+	int fd;
+	unsigned long *buf;
+	unsigned long *copy;
+	unsigned char *prot;
+};
+
+FIXTURE_SETUP(thp)
+{
+	page_size = sysconf(_SC_PAGE_SIZE);
+	npages = THP_SIZE / page_size;
+	self->fd = open("/dev/hmm_dmirror0", O_RDWR);
+	ASSERT_GE(self->fd, 0);
+	self->buf = map_thp(THP_SIZE);
+	ASSERT_NE(MAP_FAILED, self->buf);
+	self->copy = malloc(THP_SIZE);
+	ASSERT_NE(NULL, self->copy);
+	self->prot = malloc(npages);
+	ASSERT_NE(NULL, self->prot);
+}
+
+FIXTURE_TEARDOWN(thp)
+{
+	munmap(self->buf, THP_SIZE);
+	free(self->copy);
+	free(self->prot);
+	close(self->fd);
+}
+
+/*
+ * Snapshot the buffer: the number of pages whose type is @type, and
+ * whether every one of them was reported as part of a whole PMD.
+ */
+static unsigned long count_type(struct __test_metadata *_metadata,
+				FIXTURE_DATA(thp) *self, unsigned char type,
+				bool *pmd)
+{
+	unsigned long i, n = 0;
+
+	ASSERT_EQ(0, dmirror(self->fd, HMM_DMIRROR_SNAPSHOT, self->buf,
+			     self->prot, npages, NULL));
+	*pmd = true;
+	for (i = 0; i < npages; i++) {
+		if ((self->prot[i] & PROT_TYPE_MASK) == type)
+			n++;
+		if (!(self->prot[i] & HMM_DMIRROR_PROT_PMD))
+			*pmd = false;
+	}
+	return n;
+}
+
+/* Is the buffer backed by a THP before it migrates? */
+static bool starts_huge(struct __test_metadata *_metadata,
+			FIXTURE_DATA(thp) *self)
+{
+	bool pmd;
+
+	count_type(_metadata, self, 0, &pmd);
+	if (!pmd)
+		TH_LOG("no THP to start from: PMD checks skipped");
+	return pmd;
+}
+
+/* Migrate the whole buffer to the device; all pages must go, data intact. */
+static void to_device(struct __test_metadata *_metadata,
+		      FIXTURE_DATA(thp) *self, unsigned long seed)
+{
+	unsigned long cpages = 0;
+
+	ASSERT_EQ(0, dmirror(self->fd, HMM_DMIRROR_MIGRATE_TO_DEV, self->buf,
+			     self->copy, npages, &cpages));
+	ASSERT_EQ(npages, cpages);
+	ASSERT_EQ(-1, first_bad(self->copy, 0, THP_SIZE / sizeof(long), seed));
+}
+
+static void to_system(struct __test_metadata *_metadata,
+		      FIXTURE_DATA(thp) *self)
+{
+	unsigned long cpages = 0;
+
+	ASSERT_EQ(0, dmirror(self->fd, HMM_DMIRROR_MIGRATE_TO_SYS, self->buf,
+			     NULL, npages, &cpages));
+	ASSERT_EQ(npages, cpages);
+}
+
+static void fail_next_alloc(struct __test_metadata *_metadata,
+			    FIXTURE_DATA(thp) *self)
+{
+	ASSERT_EQ(0, dmirror(self->fd, HMM_DMIRROR_FLAGS, self->buf, NULL,
+			     HMM_DMIRROR_FLAG_FAIL_ALLOC, NULL));
+}
+
+/* Every page is on the device; as one PMD if @huge. */
+static void expect_on_device(struct __test_metadata *_metadata,
+			     FIXTURE_DATA(thp) *self, bool huge)
+{
+	bool pmd;
+
+	ASSERT_EQ(npages, count_type(_metadata, self,
+				     HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL, &pmd));
+	ASSERT_EQ(huge, pmd);
+}
+
+/* Every page is in system memory; as one THP if @huge. */
+static void expect_in_system(struct __test_metadata *_metadata,
+			     FIXTURE_DATA(thp) *self, bool huge)
+{
+	bool pmd;
+
+	ASSERT_EQ(npages, count_type(_metadata, self, 0, &pmd));
+	if (huge)
+		ASSERT_TRUE(pmd);
+}
+
+/* A THP goes to the device as one device folio and comes back as one THP. */
+TEST_F(thp, migrate_to_device_and_back_whole)
+{
+	bool huge;
+
+	fill(self->buf, THP_SIZE / sizeof(long), 1);
+	huge = starts_huge(_metadata, self);
+	to_device(_metadata, self, 1);
+	expect_on_device(_metadata, self, huge);
+	to_system(_metadata, self);
+	expect_in_system(_metadata, self, huge);
+	ASSERT_EQ(-1, first_bad(self->buf, 0, THP_SIZE / sizeof(long), 1));
+}
+
+/* An empty aligned range becomes one device folio, zero-filled. */
+TEST_F(thp, empty_range_becomes_device_thp)
+{
+	unsigned long cpages = 0, i;
+
+	ASSERT_EQ(0, dmirror(self->fd, HMM_DMIRROR_MIGRATE_TO_DEV, self->buf,
+			     self->copy, npages, &cpages));
+	ASSERT_EQ(npages, cpages);
+	expect_on_device(_metadata, self, true);
+	for (i = 0; i < THP_SIZE / sizeof(long); i++)
+		ASSERT_EQ(0, self->buf[i]);
+}
+
+/* The huge zero page is offered like a hole: one zero-filled device folio. */
+TEST_F(thp, huge_zero_page_becomes_device_thp)
+{
+	volatile unsigned long sum = 0;
+	unsigned long i, cpages = 0;
+
+	for (i = 0; i < THP_SIZE / sizeof(long); i += 512)
+		sum += self->buf[i];
+	ASSERT_EQ(0, sum);
+	ASSERT_EQ(0, dmirror(self->fd, HMM_DMIRROR_MIGRATE_TO_DEV, self->buf,
+			     self->copy, npages, &cpages));
+	ASSERT_EQ(npages, cpages);
+	expect_on_device(_metadata, self, true);
+	for (i = 0; i < THP_SIZE / sizeof(long); i++)
+		ASSERT_EQ(0, self->copy[i]);
+}
+
+/* A CPU fault on one page brings the whole folio back as a THP. */
+TEST_F(thp, cpu_fault_brings_back_whole_thp)
+{
+	bool huge;
+
+	fill(self->buf, THP_SIZE / sizeof(long), 2);
+	huge = starts_huge(_metadata, self);
+	to_device(_metadata, self, 2);
+	ASSERT_EQ(word(2, 7 * 512), self->buf[7 * 512]);
+	expect_in_system(_metadata, self, huge);
+	ASSERT_EQ(-1, first_bad(self->buf, 0, THP_SIZE / sizeof(long), 2));
+}
+
+/* munmap of half a device THP, then CPU access to the rest. */
+TEST_F(thp, partial_munmap_then_fault_rest)
+{
+	unsigned long half = THP_SIZE / 2;
+
+	fill(self->buf, THP_SIZE / sizeof(long), 3);
+	to_device(_metadata, self, 3);
+	ASSERT_EQ(0, munmap(self->buf, half));
+	ASSERT_EQ(-1, first_bad(self->buf + half / sizeof(long),
+				half / sizeof(long), half / sizeof(long), 3));
+	/* Teardown unmaps the whole range again, which is harmless. */
+}
+
+/* mremap moves a device THP; its data follows. */
+TEST_F(thp, mremap_moves_device_thp)
+{
+	unsigned long *target = map_thp(THP_SIZE), *moved;
+
+	ASSERT_NE(MAP_FAILED, target);
+	fill(self->buf, THP_SIZE / sizeof(long), 4);
+	to_device(_metadata, self, 4);
+	moved = mremap(self->buf, THP_SIZE, THP_SIZE,
+		       MREMAP_MAYMOVE | MREMAP_FIXED, target);
+	ASSERT_EQ(target, moved);
+	self->buf = moved;
+	ASSERT_EQ(-1, first_bad(self->buf, 0, THP_SIZE / sizeof(long), 4));
+}
+
+/* After fork both sides read the device THP and write their own copy. */
+TEST_F(thp, fork_shares_device_thp_then_both_write)
+{
+	unsigned long nwords = THP_SIZE / sizeof(long);
+	int status;
+	pid_t pid;
+
+	fill(self->buf, nwords, 5);
+	to_device(_metadata, self, 5);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (!pid) {
+		if (first_bad(self->buf, 0, nwords, 5) != -1)
+			_exit(1);
+		fill(self->buf, nwords, 6);
+		_exit(first_bad(self->buf, 0, nwords, 6) != -1 ? 2 : 0);
+	}
+	ASSERT_EQ(-1, first_bad(self->buf, 0, nwords, 5));
+	fill(self->buf, nwords, 7);
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_TRUE(WIFEXITED(status));
+	ASSERT_EQ(0, WEXITSTATUS(status));
+	ASSERT_EQ(-1, first_bad(self->buf, 0, nwords, 7));
+}
+
+/* mprotect of a device THP to read-only: reads work, writes fault. */
+TEST_F(thp, mprotect_read_only_device_thp)
+{
+	unsigned long nwords = THP_SIZE / sizeof(long);
+
+	fill(self->buf, nwords, 8);
+	to_device(_metadata, self, 8);
+	ASSERT_EQ(0, mprotect(self->buf, THP_SIZE, PROT_READ));
+	ASSERT_EQ(-1, first_bad(self->buf, 0, nwords, 8));
+	ASSERT_EQ(0, mprotect(self->buf, THP_SIZE, PROT_READ | PROT_WRITE));
+	fill(self->buf, nwords, 9);
+	ASSERT_EQ(-1, first_bad(self->buf, 0, nwords, 9));
+}
+
+/* MADV_FREE leaves a device THP alone: device memory is never lazily freed. */
+TEST_F(thp, madv_free_keeps_device_thp)
+{
+	fill(self->buf, THP_SIZE / sizeof(long), 10);
+	to_device(_metadata, self, 10);
+	ASSERT_EQ(0, madvise(self->buf, THP_SIZE, MADV_FREE));
+	ASSERT_EQ(-1, first_bad(self->buf, 0, THP_SIZE / sizeof(long), 10));
+}
+
+/* Without a device folio the THP is split and moves page by page. */
+TEST_F(thp, fail_alloc_to_device_splits)
+{
+	fill(self->buf, THP_SIZE / sizeof(long), 11);
+	fail_next_alloc(_metadata, self);
+	to_device(_metadata, self, 11);
+	expect_on_device(_metadata, self, false);
+	to_system(_metadata, self);
+	ASSERT_EQ(-1, first_bad(self->buf, 0, THP_SIZE / sizeof(long), 11));
+}
+
+/* Without a THP the device folio is split and comes back page by page. */
+TEST_F(thp, fail_alloc_to_system_splits)
+{
+	bool pmd;
+
+	fill(self->buf, THP_SIZE / sizeof(long), 12);
+	to_device(_metadata, self, 12);
+	fail_next_alloc(_metadata, self);
+	to_system(_metadata, self);
+	ASSERT_EQ(npages, count_type(_metadata, self, 0, &pmd));
+	ASSERT_FALSE(pmd);
+	ASSERT_EQ(-1, first_bad(self->buf, 0, THP_SIZE / sizeof(long), 12));
+}
+
+/* Unknown flags are refused. */
+TEST_F(thp, flags_rejects_unknown_bits)
+{
+	ASSERT_EQ(-EINVAL, dmirror(self->fd, HMM_DMIRROR_FLAGS, self->buf,
+				   NULL, 2, NULL));
+}
+
+TEST_HARNESS_MAIN
