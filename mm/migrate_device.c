@@ -931,15 +931,27 @@ static pmd_t *migrate_find_pmd(struct mm_struct *mm, unsigned long addr)
 	return pmd_offset(pudp, addr);
 }
 
-/* Put back the migration entries under @pmdp, from @start to @end. */
+/*
+ * Put back the migration entries under @pmdp, from @start to @end. When
+ * @start is that of a compound entry, its PMD migration entry was split
+ * into pte migration entries meanwhile (MADV_DONTNEED or uffd-wp on part of
+ * it, under the mmap_lock in read mode as we are): each maps its page of
+ * the final folio again.
+ */
 static void migrate_remap_ptes(struct migrate_vma *migrate, pmd_t *pmdp,
 			       unsigned long start, unsigned long end,
 			       bool failed_only)
 {
 	struct vm_area_struct *vma = migrate->vma;
-	unsigned long addr, i = migrate_index(migrate, start);
+	unsigned long addr, k, i = migrate_index(migrate, start);
+	unsigned long first = migrate->src[i];
+	bool compound = first & MIGRATE_PFN_COMPOUND;
+	struct folio *final = NULL;
 	spinlock_t *ptl;	/* page table lock */
 	pte_t *ptep;
+
+	if (compound && (first & MIGRATE_PFN_VALID))
+		final = page_folio(migrate_final_page(first, migrate->dst[i]));
 
 	/* No pte table: whatever was collected here has been zapped. */
 	ptep = pte_offset_map_lock(vma->vm_mm, pmdp, start, &ptl);
@@ -948,19 +960,25 @@ static void migrate_remap_ptes(struct migrate_vma *migrate, pmd_t *pmdp,
 	migrate_ptl_acquired(ptl);
 
 	arch_enter_lazy_mmu_mode();
-	for (addr = start; addr < end; addr += PAGE_SIZE, ptep++, i++) {
-		unsigned long mpfn = migrate->src[i];
+	for (k = 0, addr = start; addr < end; addr += PAGE_SIZE, ptep++, k++) {
+		unsigned long mpfn = migrate->src[i + k];
 		struct page *page;
 		swp_entry_t entry;
 		pte_t pte;
 
+		/* Page k of the compound entry: the source's pfn plus k. */
+		if (compound)
+			mpfn = first + (k << MIGRATE_PFN_SHIFT);
 		if (!migrate_needs_remap(mpfn, failed_only))
 			continue;
 		pte = ptep_get(ptep);
 		entry = migrate_pte_entry_for(pte, mpfn);
 		if (!entry.val)
 			continue;
-		page = migrate_final_page(mpfn, migrate->dst[i]);
+		if (compound)
+			page = folio_page(final, k);
+		else
+			page = migrate_final_page(mpfn, migrate->dst[i + k]);
 		migrate_remap_pte(vma, addr, ptep, ptl, pte, entry, page);
 	}
 	arch_leave_lazy_mmu_mode();
@@ -1030,8 +1048,12 @@ static void migrate_remap_pmd(struct migrate_vma *migrate, pmd_t *pmdp,
 
 	ptl = pmd_lock(vma->vm_mm, pmdp);
 	pmd = *pmdp;
-	if (!is_pmd_migration_entry(pmd))
-		goto unlock;
+	if (!is_pmd_migration_entry(pmd)) {
+		spin_unlock(ptl);
+		migrate_remap_ptes(migrate, pmdp, addr, addr + HPAGE_PMD_SIZE,
+				   failed_only);
+		return;
+	}
 	entry = pmd_to_swp_entry(pmd);
 	if (swp_offset_pfn(entry) != mpfn >> MIGRATE_PFN_SHIFT)
 		goto unlock;
@@ -1445,21 +1467,33 @@ static bool migrate_fill_pmd(struct migrate_vma *migrate, unsigned long addr,
 }
 
 /*
- * The driver gives base pages, or nothing, for the compound hole of entry
- * @i: offer each of its pages as a hole of its own instead. The huge zero
- * page is split so that ptes can replace it one by one.
+ * The driver gives base pages for the compound hole of entry @i: offer
+ * each of its pages as a hole of its own instead. The huge zero page is
+ * split so that ptes can replace it one by one. Returns false if the
+ * driver gave nothing, or something else than base pages.
  */
-static void migrate_split_hole(struct migrate_vma *migrate, unsigned long i)
+static bool migrate_split_hole(struct migrate_vma *migrate, unsigned long i)
 {
 	unsigned long addr = migrate->start + (i << PAGE_SHIFT);
-	unsigned long k;
+	unsigned long k, given = 0;
 	pmd_t *pmdp;
+
+	for (k = 0; k < HPAGE_PMD_NR; k++) {
+		struct page *page = migrate_pfn_to_page(migrate->dst[i + k]);
+
+		if (page && folio_test_large(page_folio(page)))
+			return false;
+		given += !!page;
+	}
+	if (!given)
+		return false;
 
 	pmdp = migrate_find_pmd(migrate->vma->vm_mm, addr);
 	if (pmdp && is_huge_zero_pmd(pmdp_get_lockless(pmdp)))
 		split_huge_pmd(migrate->vma, pmdp, addr);
 	for (k = 0; k < HPAGE_PMD_NR; k++)
 		migrate->src[i + k] = MIGRATE_PFN_MIGRATE;
+	return true;
 }
 
 /*
@@ -1525,9 +1559,15 @@ static void migrate_move(struct migrate_vma *migrate)
 		if (!(migrate->src[i] & MIGRATE_PFN_MIGRATE))
 			continue;
 		if (compound && !page && !migrate_compound_dst(dpfn)) {
-			migrate_split_hole(migrate, i);
+			if (!migrate_split_hole(migrate, i)) {
+				migrate->src[i] &= ~MIGRATE_PFN_MIGRATE;
+				continue;
+			}
 			compound = false;
 		}
+		/* A large folio only as the destination of a whole PMD. */
+		if (newpage && !compound && folio_test_large(page_folio(newpage)))
+			newpage = NULL;
 		if (newpage && page) {
 			/* Base pages for a compound source: it stays. */
 			if (!compound || migrate_compound_dst(dpfn))

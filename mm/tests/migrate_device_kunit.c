@@ -3041,6 +3041,40 @@ static void migrate_vma_compound_source_given_base_pages_stays(struct kunit *tes
 }
 
 /*
+ * MADV_DONTNEED on half a THP while it migrates (setup and finalize hold
+ * the mmap_lock only in read mode) splits its PMD migration entry into pte
+ * migration entries and zaps half of them: finalize maps the other half to
+ * the destination by ptes, data intact, and the zapped half stays empty.
+ */
+static void migrate_vma_compound_remaps_pmd_split_during_migration(struct kunit *test)
+{
+	struct mdk_device *dev = mdk_device(test, MDK_PRIVATE);
+	unsigned long addr, rest, half = HPAGE_PMD_NR / 2;
+	struct mdk_migration *m;
+	struct folio *thp, *dfolio;
+
+	addr = mdk_map_new_thp(test, &thp);
+	rest = mdk_page_addr(addr, half);
+	m = mdk_setup(test, addr, HPAGE_PMD_NR,
+		      MIGRATE_VMA_SELECT_SYSTEM | MIGRATE_VMA_SELECT_COMPOUND,
+		      &mdk_owner);
+	KUNIT_ASSERT_TRUE(test, m->args.src[0] & MIGRATE_PFN_COMPOUND);
+	dfolio = mdk_give_compound_dst(test, m, 0, dev);
+	KUNIT_ASSERT_EQ(test, do_madvise(current->mm, addr, half * PAGE_SIZE,
+					 MADV_DONTNEED), 0);
+	mdk_pages(test, m);
+	mdk_finalize(test, m);
+
+	KUNIT_EXPECT_EQ(test, mdk_pte_at(test, addr).kind, MDK_PTE_NONE);
+	KUNIT_EXPECT_EQ(test,
+			mdk_count_unmapped_device_ptes(test, rest,
+						       folio_page(dfolio, half),
+						       half), 0);
+	KUNIT_EXPECT_EQ(test, folio_mapcount(dfolio), half);
+	KUNIT_EXPECT_EQ(test, mdk_count_bad_user_data(test, rest, half), 0);
+}
+
+/*
  * A compound hole for which the driver gives base pages is filled by
  * ptes, each mapping its page.
  */
@@ -3091,6 +3125,7 @@ static void mdk_skip_pmd_case(struct kunit *test)
 #define cpu_fault_on_compound_migrated_thp_keeps_data	mdk_skip_pmd_case
 #define migrate_vma_compound_source_given_base_pages_stays	mdk_skip_pmd_case
 #define migrate_vma_compound_hole_given_base_pages_maps_ptes	mdk_skip_pmd_case
+#define migrate_vma_compound_remaps_pmd_split_during_migration	mdk_skip_pmd_case
 #endif
 
 /* ------------------------------------------------------------------------
@@ -3397,6 +3432,7 @@ static struct kunit_case migrate_device_test_cases[] = {
 	KUNIT_CASE(cpu_fault_on_compound_migrated_thp_keeps_data),
 	KUNIT_CASE(migrate_vma_compound_source_given_base_pages_stays),
 	KUNIT_CASE(migrate_vma_compound_hole_given_base_pages_maps_ptes),
+	KUNIT_CASE(migrate_vma_compound_remaps_pmd_split_during_migration),
 	{}
 };
 
