@@ -496,10 +496,11 @@ static int hmm_walk_pmd(pmd_t *pmdp, unsigned long start, unsigned long end,
 	/* A migration entry: a fault waits for the migration to end. */
 	if (pmd_none(pmd) || is_pmd_migration_entry(pmd))
 		return hmm_walk_uniform(hvw, start, end, 0, 0);
-	if (is_pmd_device_private_entry(pmd))
-		return hmm_walk_device_pmd(hvw, start, end, pmd);
-	if (!pmd_present(pmd))
+	if (!pmd_present(pmd)) {
+		if (is_pmd_device_private_entry(pmd))
+			return hmm_walk_device_pmd(hvw, start, end, pmd);
 		return hmm_walk_unusable(hvw, start, end);
+	}
 	if (pmd_trans_huge(pmd) || pmd_devmap(pmd))
 		return hmm_walk_huge_pmd(hvw, start, end, pmd);
 	if (pmd_bad(pmd))
