@@ -492,12 +492,11 @@ static unsigned long migrate_collect_pte(struct migrate_collect *collect,
 static bool migrate_split_folio(const struct migrate_vma *migrate,
 				struct folio *folio)
 {
-	struct page *fault_page = migrate->fault_page;
 	int ret;
 
-	if (fault_page && page_folio(fault_page) == folio) {
+	if (migrate_is_fault_folio(migrate, folio)) {
 		folio_put(folio);
-		return !split_huge_page(fault_page);
+		return !split_huge_page(migrate->fault_page);
 	}
 	if (!folio_trylock(folio)) {
 		folio_put(folio);
@@ -521,17 +520,19 @@ static bool migrate_split_huge_pmd(const struct migrate_vma *migrate,
 {
 	struct vm_area_struct *vma = migrate->vma;
 	struct folio *folio;
+	struct page *page;
 	spinlock_t *ptl;	/* page table lock */
 	pmd_t pmd;
 
 	ptl = pmd_lock(vma->vm_mm, pmdp);
 	pmd = *pmdp;
 	if (is_pmd_device_private_entry(pmd)) {
-		if (!migrate_private_page(migrate, pmd_to_swp_entry(pmd))) {
+		page = migrate_private_page(migrate, pmd_to_swp_entry(pmd));
+		if (!page) {
 			spin_unlock(ptl);
 			return false;
 		}
-		folio = pfn_swap_entry_folio(pmd_to_swp_entry(pmd));
+		folio = page_folio(page);
 	} else if (pmd_trans_huge(pmd)) {
 		folio = pmd_folio(pmd);
 		if (is_huge_zero_folio(folio)) {
@@ -657,9 +658,12 @@ static bool migrate_collect_huge(struct migrate_collect *collect,
 		if (!folio_test_anon(folio))
 			folio = NULL;
 	} else if (is_pmd_device_private_entry(pmd)) {
+		struct page *page;
+
 		entry = pmd_to_swp_entry(pmd);
-		if (migrate_private_page(migrate, entry))
-			folio = pfn_swap_entry_folio(entry);
+		page = migrate_private_page(migrate, entry);
+		if (page)
+			folio = page_folio(page);
 	}
 	if (!folio) {
 		spin_unlock(ptl);
@@ -696,13 +700,14 @@ static int migrate_collect_pmd(pmd_t *pmdp, unsigned long start,
 	pmd_t pmd;
 
 	pmd = pmdp_get_lockless(pmdp);
-	if ((pmd_trans_huge(pmd) || is_pmd_device_private_entry(pmd)) &&
-	    migrate_takes_compound(migrate, start, end) &&
-	    migrate_collect_huge(collect, pmdp, start))
-		return 0;
-	if ((pmd_trans_huge(pmd) || is_pmd_device_private_entry(pmd)) &&
-	    !migrate_split_huge_pmd(migrate, pmdp, start))
-		return 0;
+	if (pmd_trans_huge(pmd) || is_pmd_device_private_entry(pmd)) {
+		/* Taken whole, or left alone: done with this PMD either way. */
+		if (migrate_takes_compound(migrate, start, end) &&
+		    migrate_collect_huge(collect, pmdp, start))
+			return 0;
+		if (!migrate_split_huge_pmd(migrate, pmdp, start))
+			return 0;
+	}
 
 again:
 	ptep = pte_offset_map_lock(vma->vm_mm, pmdp, addr, &ptl);
