@@ -1472,16 +1472,13 @@ static bool migrate_fill_pmd(struct migrate_vma *migrate, unsigned long addr,
 }
 
 /*
- * The driver gives base pages for the compound hole of entry @i: offer
- * each of its pages as a hole of its own instead. The huge zero page is
- * split so that ptes can replace it one by one. Returns false if the
- * driver gave nothing, or something else than base pages.
+ * Did the driver answer compound entry @i with base pages: at least one in
+ * its HPAGE_PMD_NR entries, and no large folio?
  */
-static bool migrate_split_hole(struct migrate_vma *migrate, unsigned long i)
+static bool migrate_given_base_pages(const struct migrate_vma *migrate,
+				     unsigned long i)
 {
-	unsigned long addr = migrate->start + (i << PAGE_SHIFT);
 	unsigned long k, given = 0;
-	pmd_t *pmdp;
 
 	for (k = 0; k < HPAGE_PMD_NR; k++) {
 		struct page *page = migrate_pfn_to_page(migrate->dst[i + k]);
@@ -1490,14 +1487,75 @@ static bool migrate_split_hole(struct migrate_vma *migrate, unsigned long i)
 			return false;
 		given += !!page;
 	}
-	if (!given)
-		return false;
+	return given;
+}
 
+/*
+ * The driver gives base pages for the compound hole of entry @i: offer
+ * each of its pages as a hole of its own instead. The huge zero page is
+ * split so that ptes can replace it one by one. Returns false if the
+ * driver gave nothing, or something else than base pages.
+ */
+static bool migrate_split_hole(struct migrate_vma *migrate, unsigned long i)
+{
+	unsigned long addr = migrate->start + (i << PAGE_SHIFT);
+	unsigned long k;
+	pmd_t *pmdp;
+
+	if (!migrate_given_base_pages(migrate, i))
+		return false;
 	pmdp = migrate_find_pmd(migrate->vma->vm_mm, addr);
 	if (pmdp && is_huge_zero_pmd(pmdp_get_lockless(pmdp)))
 		split_huge_pmd(migrate->vma, pmdp, addr);
 	for (k = 0; k < HPAGE_PMD_NR; k++)
 		migrate->src[i + k] = MIGRATE_PFN_MIGRATE;
+	return true;
+}
+
+/*
+ * The driver gives base pages for the compound source of entry @i (it
+ * copied each page of the source folio into its own): split the folio into
+ * base pages that migrate one by one, as if collect had met them so. It
+ * stays unmapped throughout, so the CPU cannot write to it after the copy:
+ * its PMD migration entry becomes one pte migration entry per page, then
+ * the folio is split where it is. Each new folio is locked and holds the
+ * reference of its entry, the fault page's one more for the fault path.
+ * Returns false if the driver gave nothing, or something else than base
+ * pages, or if the folio could not be split: the entry is then restored
+ * whole (by ptes if its PMD was split) by finalize.
+ */
+static bool migrate_split_src(struct migrate_vma *migrate, unsigned long i)
+{
+	struct vm_area_struct *vma = migrate->vma;
+	unsigned long addr = migrate->start + (i << PAGE_SHIFT);
+	unsigned long mpfn = migrate->src[i], k;
+	struct folio *folio = page_folio(migrate_pfn_to_page(mpfn));
+	bool fault = migrate_is_fault_folio(migrate, folio);
+	spinlock_t *ptl;	/* page table lock */
+	pmd_t *pmdp;
+
+	if (!migrate_given_base_pages(migrate, i))
+		return false;
+	if (folio_test_swapcache(folio) && !folio_free_swap(folio))
+		return false;
+
+	/* Unless MADV_DONTNEED zapped or split it meanwhile. */
+	pmdp = migrate_find_pmd(vma->vm_mm, addr);
+	if (pmdp) {
+		ptl = pmd_lock(vma->vm_mm, pmdp);
+		if (is_pmd_migration_entry(*pmdp) &&
+		    swp_offset_pfn(pmd_to_swp_entry(*pmdp)) == folio_pfn(folio))
+			split_huge_pmd_locked(vma, addr, pmdp, false, NULL);
+		spin_unlock(ptl);
+	}
+	if (split_unmapped_folio(folio, fault ? 2 : 1))
+		return false;
+	if (fault)
+		get_page(migrate->fault_page);
+
+	mpfn &= ~MIGRATE_PFN_COMPOUND;
+	for (k = 0; k < HPAGE_PMD_NR; k++)
+		migrate->src[i + k] = mpfn + (k << MIGRATE_PFN_SHIFT);
 	return true;
 }
 
@@ -1563,8 +1621,9 @@ static void migrate_move(struct migrate_vma *migrate)
 
 		if (!(migrate->src[i] & MIGRATE_PFN_MIGRATE))
 			continue;
-		if (compound && !page && !migrate_compound_dst(dpfn)) {
-			if (!migrate_split_hole(migrate, i)) {
+		if (compound && !migrate_compound_dst(dpfn)) {
+			if (page ? !migrate_split_src(migrate, i) :
+				   !migrate_split_hole(migrate, i)) {
 				migrate->src[i] &= ~MIGRATE_PFN_MIGRATE;
 				continue;
 			}
@@ -1574,11 +1633,8 @@ static void migrate_move(struct migrate_vma *migrate)
 		if (newpage && !compound && folio_test_large(page_folio(newpage)))
 			newpage = NULL;
 		if (newpage && page) {
-			/* Base pages for a compound source: it stays. */
-			if (!compound || migrate_compound_dst(dpfn))
-				moved = migrate_move_folio(migrate,
-							   page_folio(page),
-							   page_folio(newpage));
+			moved = migrate_move_folio(migrate, page_folio(page),
+						   page_folio(newpage));
 		} else if (newpage && !WARN_ON_ONCE(!migrate->vma)) {
 			if (!notified)
 				migrate_notify_fill(migrate, &range, addr);
@@ -1724,11 +1780,12 @@ static int migrate_vma_check_args(const struct migrate_vma *args)
  * nothing (both as a compound hole, without MIGRATE_PFN_VALID). It counts
  * HPAGE_PMD_NR in @cpages. For such an entry the driver supplies the head
  * page of a PMD-sized system or device-private folio flagged
- * MIGRATE_PFN_COMPOUND in @dst. For a compound hole it may instead give
- * base pages in any of the HPAGE_PMD_NR entries, each mapped by a pte; a
- * compound source given base pages stays where it is (the driver can
- * migrate it again without MIGRATE_VMA_SELECT_COMPOUND, which splits it).
- * A compound source that is also mapped in another process stays too.
+ * MIGRATE_PFN_COMPOUND in @dst. It may instead give base pages in any of
+ * the HPAGE_PMD_NR entries, each then mapped by a pte: a compound source is
+ * split for that, and its pages without a destination stay where they are.
+ * A compound source that is also mapped in another process is left out
+ * (the driver can migrate it again without MIGRATE_VMA_SELECT_COMPOUND,
+ * which splits it).
  *
  * The driver then copies the data of each entry it wants to move into a
  * locked destination page, stores ``migrate_pfn(pfn)`` of that page in @dst
@@ -1789,6 +1846,12 @@ EXPORT_SYMBOL(migrate_vma_setup);
  * BUG_ON() for a source under writeback; this drops the entry instead.
  * Both pages stay locked, so the driver may update its own page tables
  * after this call.
+ *
+ * A compound source entry that the driver answered with base pages is
+ * split first: from then on its HPAGE_PMD_NR entries of @src are base
+ * entries (``migrate_pfn(pfn + k)`` with the flags of the first), each
+ * moving or staying on its own. If the folio cannot be split (it gained a
+ * reference) the whole entry stays.
  *
  * Context: Process context, mmap_lock held as for migrate_vma_setup(). May
  * sleep.

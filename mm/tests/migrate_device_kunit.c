@@ -2985,21 +2985,36 @@ static void migrate_vma_compound_moves_thp_to_device_and_back(struct kunit *test
 }
 
 /*
+ * A new THP with the pattern of each address, moved whole to @dev: returns
+ * its address and the device folio, mapped there by one PMD.
+ */
+static unsigned long mdk_map_new_device_thp(struct kunit *test,
+					    struct mdk_device *dev,
+					    struct folio **dfolio)
+{
+	struct folio *thp;
+	unsigned long addr;
+
+	addr = mdk_map_new_thp(test, &thp);
+	*dfolio = mdk_move_compound(test, addr, MIGRATE_VMA_SELECT_SYSTEM, dev,
+				    migrate_pfn(folio_pfn(thp)) |
+				    MIGRATE_PFN_MIGRATE | MIGRATE_PFN_COMPOUND |
+				    MIGRATE_PFN_WRITE);
+	KUNIT_ASSERT_TRUE(test, mdk_pmd_maps_device_folio(test, addr, *dfolio));
+	return addr;
+}
+
+/*
  * A device THP that the CPU touches comes back page by page: the fault
  * splits the PMD and the folio, every page keeps its data.
  */
 static void cpu_fault_on_compound_migrated_thp_keeps_data(struct kunit *test)
 {
 	struct mdk_device *dev = mdk_device(test, MDK_PRIVATE);
-	struct folio *thp, *dfolio;
+	struct folio *dfolio;
 	unsigned long addr;
 
-	addr = mdk_map_new_thp(test, &thp);
-	dfolio = mdk_move_compound(test, addr, MIGRATE_VMA_SELECT_SYSTEM, dev,
-				   migrate_pfn(folio_pfn(thp)) |
-				   MIGRATE_PFN_MIGRATE | MIGRATE_PFN_COMPOUND |
-				   MIGRATE_PFN_WRITE);
-	KUNIT_EXPECT_TRUE(test, mdk_pmd_maps_device_folio(test, addr, dfolio));
+	addr = mdk_map_new_device_thp(test, dev, &dfolio);
 	KUNIT_EXPECT_EQ(test, mdk_count_bad_user_data(test, addr, HPAGE_PMD_NR),
 			0);
 	KUNIT_EXPECT_EQ(test, mdk_faults(test, dev), HPAGE_PMD_NR);
@@ -3007,34 +3022,162 @@ static void cpu_fault_on_compound_migrated_thp_keeps_data(struct kunit *test)
 }
 
 /*
- * A compound source for which the driver gives base pages stays where it
- * is, whole, mapped by its PMD with its data; the base pages are freed.
+ * The driver's part for the pages [@from, @to) of compound source entry 0:
+ * a base page each from @dev (system memory if NULL) holding that page's
+ * data, kept in @dpages.
  */
-static void migrate_vma_compound_source_given_base_pages_stays(struct kunit *test)
+static void mdk_give_base_pages(struct kunit *test, struct mdk_migration *m,
+				unsigned long from, unsigned long to,
+				struct mdk_device *dev, struct page **dpages)
 {
-	struct mdk_device *dev = mdk_device(test, MDK_PRIVATE);
-	struct mdk_migration *m;
-	struct folio *thp;
-	unsigned long addr, i;
+	struct folio *src = page_folio(migrate_pfn_to_page(m->args.src[0]));
+	unsigned long k;
 
-	addr = mdk_map_new_thp(test, &thp);
+	KUNIT_ASSERT_TRUE(test, m->args.src[0] & MIGRATE_PFN_COMPOUND);
+	for (k = from; k < to; k++) {
+		dpages[k] = dev ? mdk_device_alloc(dev) : mdk_system_alloc();
+		KUNIT_ASSERT_NOT_NULL(test, dpages[k]);
+		copy_highpage(mdk_data_page(dpages[k]),
+			      mdk_data_page(folio_page(src, k)));
+		m->args.dst[k] = migrate_pfn(page_to_pfn(dpages[k]));
+	}
+}
+
+/*
+ * A new THP with the pattern of each address, collected as one compound
+ * entry whose first @given pages the driver answers with base pages from
+ * @dev, kept in a new array at *@dpages.
+ */
+static struct mdk_migration *mdk_thp_given_base_pages(struct kunit *test,
+						      struct folio **thp,
+						      unsigned long given,
+						      struct mdk_device *dev,
+						      struct page ***dpages)
+{
+	struct mdk_migration *m;
+	unsigned long addr;
+
+	*dpages = kunit_kcalloc(test, HPAGE_PMD_NR, sizeof(**dpages),
+				GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, *dpages);
+	addr = mdk_map_new_thp(test, thp);
 	m = mdk_setup(test, addr, HPAGE_PMD_NR,
 		      MIGRATE_VMA_SELECT_SYSTEM | MIGRATE_VMA_SELECT_COMPOUND,
 		      &mdk_owner);
-	KUNIT_ASSERT_TRUE(test, m->args.src[0] & MIGRATE_PFN_COMPOUND);
-	for (i = 0; i < HPAGE_PMD_NR; i++) {
-		struct page *dpage = mdk_device_alloc(dev);
+	mdk_give_base_pages(test, m, 0, given, dev, *dpages);
+	return m;
+}
 
-		KUNIT_ASSERT_NOT_NULL(test, dpage);
-		m->args.dst[i] = migrate_pfn(page_to_pfn(dpage));
+/*
+ * migrate_vma_pages() splits a compound source that the driver answers
+ * with base pages: its entries become base entries of the folio's pages,
+ * with the first one's flags, and only those given a page move.
+ */
+static void mdk_expect_split_entries(struct kunit *test,
+				     struct mdk_migration *m,
+				     unsigned long head_pfn,
+				     unsigned long moved)
+{
+	unsigned long k, bad = 0;
+
+	for (k = 0; k < HPAGE_PMD_NR; k++) {
+		unsigned long want = migrate_pfn(head_pfn + k) |
+				     MIGRATE_PFN_WRITE;
+
+		if (k < moved)
+			want |= MIGRATE_PFN_MIGRATE;
+		bad += m->args.src[k] != want;
 	}
+	KUNIT_EXPECT_EQ(test, bad, 0);
+}
+
+/*
+ * A THP for which the driver gives device pages to half of its pages is
+ * split, still unmapped: that half moves to the device, and the other half
+ * stays, each page a folio of its own mapped by a pte. Data intact.
+ */
+static void migrate_vma_compound_source_given_base_pages_splits_it(struct kunit *test)
+{
+	struct mdk_device *dev = mdk_device(test, MDK_PRIVATE);
+	unsigned long addr, k, half = HPAGE_PMD_NR / 2;
+	struct page **dpages;
+	struct mdk_migration *m;
+	struct folio *thp;
+
+	m = mdk_thp_given_base_pages(test, &thp, half, dev, &dpages);
+	addr = m->args.start;
 	mdk_pages(test, m);
-	KUNIT_EXPECT_EQ(test, mdk_count_migrating(m->args.src, HPAGE_PMD_NR),
-			0);
+	mdk_expect_split_entries(test, m, folio_pfn(thp), half);
 	mdk_finalize(test, m);
 
-	KUNIT_EXPECT_TRUE(test, mdk_pmd_maps_thp(test, addr, thp));
+	for (k = 0; k < HPAGE_PMD_NR; k++) {
+		struct page *page = k < half ? dpages[k] : folio_page(thp, k);
+
+		mdk_expect_maps(test, mdk_page_addr(addr, k), page, 1);
+		KUNIT_EXPECT_FALSE(test, folio_test_large(page_folio(page)));
+	}
+	KUNIT_EXPECT_EQ(test, mdk_count_bad_user_data(test, addr, HPAGE_PMD_NR),
+			0);
+	KUNIT_EXPECT_EQ(test, mdk_faults(test, dev), half);
+	mdk_expect_device_pages_freed(test);
+}
+
+/*
+ * A device-private folio mapped by a PMD, answered with system base pages,
+ * is split and comes back page by page; the device memory is freed.
+ */
+static void migrate_vma_compound_device_source_given_base_pages_splits_it(struct kunit *test)
+{
+	struct mdk_device *dev = mdk_device(test, MDK_PRIVATE);
+	struct mdk_migration *m;
+	struct page **dpages;
+	struct folio *dfolio;
+	unsigned long addr, k;
+
+	dpages = kunit_kcalloc(test, HPAGE_PMD_NR, sizeof(*dpages), GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, dpages);
+	addr = mdk_map_new_device_thp(test, dev, &dfolio);
+	m = mdk_setup(test, addr, HPAGE_PMD_NR,
+		      MIGRATE_VMA_SELECT_DEVICE_PRIVATE |
+		      MIGRATE_VMA_SELECT_COMPOUND, &mdk_owner);
+	mdk_give_base_pages(test, m, 0, HPAGE_PMD_NR, NULL, dpages);
+	mdk_pages(test, m);
+	mdk_expect_split_entries(test, m, folio_pfn(dfolio), HPAGE_PMD_NR);
+	mdk_finalize(test, m);
+
+	for (k = 0; k < HPAGE_PMD_NR; k++)
+		mdk_expect_maps(test, mdk_page_addr(addr, k), dpages[k], 1);
+	mdk_expect_pmd_back_in_system(test, dev, addr);
+}
+
+/*
+ * A compound source that gained a reference after setup cannot be split:
+ * it stays whole, mapped again by ptes since its PMD was split first, its
+ * data intact, and the driver's base pages are freed.
+ */
+static void migrate_vma_compound_source_held_stays_whole(struct kunit *test)
+{
+	struct mdk_device *dev = mdk_device(test, MDK_PRIVATE);
+	unsigned long addr, k;
+	struct page **dpages;
+	struct mdk_migration *m;
+	struct folio *thp;
+
+	m = mdk_thp_given_base_pages(test, &thp, HPAGE_PMD_NR, dev, &dpages);
+	addr = m->args.start;
+	folio_get(thp);
+	mdk_pages(test, m);
+	folio_put(thp);
+	KUNIT_EXPECT_EQ(test, mdk_count_migrating(m->args.src, HPAGE_PMD_NR),
+			0);
+	KUNIT_EXPECT_TRUE(test, m->args.src[0] & MIGRATE_PFN_COMPOUND);
+	mdk_finalize(test, m);
+
 	KUNIT_EXPECT_EQ(test, folio_order(thp), HPAGE_PMD_ORDER);
+	KUNIT_EXPECT_EQ(test, folio_mapcount(thp), HPAGE_PMD_NR);
+	for (k = 0; k < HPAGE_PMD_NR; k++)
+		KUNIT_EXPECT_EQ(test, mdk_pte_at(test, mdk_page_addr(addr, k)).pfn,
+				folio_pfn(thp) + k);
 	KUNIT_EXPECT_EQ(test, READ_ONCE(dev->nr_free), dev->nr_pages);
 	KUNIT_EXPECT_EQ(test, mdk_count_bad_user_data(test, addr, HPAGE_PMD_NR),
 			0);
@@ -3123,7 +3266,9 @@ static void mdk_skip_pmd_case(struct kunit *test)
 #define cpu_fault_on_device_private_pmd_brings_back_one_page	mdk_skip_pmd_case
 #define migrate_vma_compound_moves_thp_to_device_and_back	mdk_skip_pmd_case
 #define cpu_fault_on_compound_migrated_thp_keeps_data	mdk_skip_pmd_case
-#define migrate_vma_compound_source_given_base_pages_stays	mdk_skip_pmd_case
+#define migrate_vma_compound_source_given_base_pages_splits_it	mdk_skip_pmd_case
+#define migrate_vma_compound_device_source_given_base_pages_splits_it	mdk_skip_pmd_case
+#define migrate_vma_compound_source_held_stays_whole	mdk_skip_pmd_case
 #define migrate_vma_compound_hole_given_base_pages_maps_ptes	mdk_skip_pmd_case
 #define migrate_vma_compound_remaps_pmd_split_during_migration	mdk_skip_pmd_case
 #endif
@@ -3430,7 +3575,9 @@ static struct kunit_case migrate_device_test_cases[] = {
 	KUNIT_CASE(cpu_fault_on_device_private_pmd_brings_back_one_page),
 	KUNIT_CASE(migrate_vma_compound_moves_thp_to_device_and_back),
 	KUNIT_CASE(cpu_fault_on_compound_migrated_thp_keeps_data),
-	KUNIT_CASE(migrate_vma_compound_source_given_base_pages_stays),
+	KUNIT_CASE(migrate_vma_compound_source_given_base_pages_splits_it),
+	KUNIT_CASE(migrate_vma_compound_device_source_given_base_pages_splits_it),
+	KUNIT_CASE(migrate_vma_compound_source_held_stays_whole),
 	KUNIT_CASE(migrate_vma_compound_hole_given_base_pages_maps_ptes),
 	KUNIT_CASE(migrate_vma_compound_remaps_pmd_split_during_migration),
 	{}
