@@ -369,6 +369,25 @@ TEST_F(thp, fail_alloc_to_system_splits)
 	ASSERT_EQ(-1, first_bad(self->buf, 0, THP_SIZE / sizeof(long), 12));
 }
 
+/*
+ * Without a THP a CPU fault brings back the faulting page alone, split off
+ * its device folio; the other pages stay on the device.
+ */
+TEST_F(thp, fail_alloc_cpu_fault_brings_back_one_page)
+{
+	bool pmd;
+
+	fill(self->buf, THP_SIZE / sizeof(long), 13);
+	to_device(_metadata, self, 13);
+	fail_next_alloc(_metadata, self);
+	ASSERT_EQ(word(13, 7 * 512), self->buf[7 * 512]);
+	ASSERT_EQ(npages - 1,
+		  count_type(_metadata, self,
+			     HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL, &pmd));
+	ASSERT_FALSE(pmd);
+	ASSERT_EQ(-1, first_bad(self->buf, 0, THP_SIZE / sizeof(long), 13));
+}
+
 /* Unknown flags are refused. */
 TEST_F(thp, flags_rejects_unknown_bits)
 {
