@@ -13,6 +13,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -78,6 +79,54 @@ static long first_bad(const unsigned long *buf, unsigned long first,
 			return first + i;
 	return -1;
 }
+
+/* ---- what /proc says ------------------------------------------------- */
+
+/* The value in kB of @field in the smaps entry of the VMA at @start. */
+static long smaps_kb(void *start, const char *field)
+{
+	size_t len = strlen(field);
+	unsigned long from, to;
+	bool in_vma = false;
+	long value = -1;
+	char line[256];
+	FILE *f;
+
+	f = fopen("/proc/self/smaps", "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		/* A VMA's first line: "from-to perms offset dev inode path" */
+		if (sscanf(line, "%lx-%lx ", &from, &to) == 2) {
+			in_vma = from == (unsigned long)start;
+			continue;
+		}
+		if (in_vma && !strncmp(line, field, len) && line[len] == ':') {
+			value = strtol(line + len + 1, NULL, 10);
+			break;
+		}
+	}
+	fclose(f);
+	return value;
+}
+
+/* The pagemap entry of the page at @addr. */
+static uint64_t pagemap_entry(int fd, const void *addr)
+{
+	uint64_t pme = 0;
+	off_t off = (unsigned long)addr / page_size * sizeof(pme);
+
+	if (pread(fd, &pme, sizeof(pme), off) != sizeof(pme))
+		return 0;
+	return pme;
+}
+
+#ifndef BIT_ULL
+#define BIT_ULL(nr)	(1ULL << (nr))
+#endif
+#define PM_PRESENT	BIT_ULL(63)
+#define PM_SWAP		BIT_ULL(62)
+#define PM_SWAP_OFFSET(pme)	(((pme) >> 5) & (BIT_ULL(50) - 1))
 
 /* ---- the device ------------------------------------------------------- */
 
@@ -386,6 +435,46 @@ TEST_F(thp, fail_alloc_cpu_fault_brings_back_one_page)
 			     HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL, &pmd));
 	ASSERT_FALSE(pmd);
 	ASSERT_EQ(-1, first_bad(self->buf, 0, THP_SIZE / sizeof(long), 13));
+}
+
+/*
+ * smaps counts a device THP as its ptes would be: resident, anonymous and
+ * private to the process. pagemap shows each page as a swap entry whose
+ * offset is the page's device pfn, one after the other.
+ */
+TEST_F(thp, smaps_and_pagemap_show_device_thp)
+{
+	uint64_t first, pme;
+	unsigned long i;
+	bool huge;
+	int fd;
+
+	fill(self->buf, THP_SIZE / sizeof(long), 14);
+	huge = starts_huge(_metadata, self);
+	to_device(_metadata, self, 14);
+	expect_on_device(_metadata, self, huge);
+
+	ASSERT_EQ(THP_SIZE >> 10, smaps_kb(self->buf, "Size"));
+	ASSERT_EQ(THP_SIZE >> 10, smaps_kb(self->buf, "Rss"));
+	ASSERT_EQ(THP_SIZE >> 10, smaps_kb(self->buf, "Anonymous"));
+	ASSERT_EQ(0, smaps_kb(self->buf, "Shared_Clean"));
+	ASSERT_EQ(0, smaps_kb(self->buf, "Shared_Dirty"));
+	ASSERT_EQ(THP_SIZE >> 10, smaps_kb(self->buf, "Private_Clean") +
+				  smaps_kb(self->buf, "Private_Dirty"));
+	if (huge)
+		ASSERT_EQ(THP_SIZE >> 10,
+			  smaps_kb(self->buf, "AnonHugePages"));
+
+	fd = open("/proc/self/pagemap", O_RDONLY);
+	ASSERT_GE(fd, 0);
+	first = pagemap_entry(fd, self->buf);
+	for (i = 0; i < npages; i++) {
+		pme = pagemap_entry(fd, (char *)self->buf + i * page_size);
+		ASSERT_EQ(PM_SWAP, pme & (PM_SWAP | PM_PRESENT));
+		ASSERT_EQ(PM_SWAP_OFFSET(first) + i, PM_SWAP_OFFSET(pme));
+	}
+	close(fd);
+	ASSERT_EQ(-1, first_bad(self->buf, 0, THP_SIZE / sizeof(long), 14));
 }
 
 /* Unknown flags are refused. */
