@@ -1513,42 +1513,53 @@ static bool migrate_split_hole(struct migrate_vma *migrate, unsigned long i)
 }
 
 /*
+ * Split the unmapped compound source @folio of the PMD at @addr, and its
+ * PMD migration entry into one pte migration entry per page, unless
+ * MADV_DONTNEED zapped or split that meanwhile. The folio goes first, under
+ * the PMD lock: if it cannot be split (a transient reference is enough),
+ * the PMD stays whole for finalize to map it back as it was.
+ */
+static int migrate_split_unmapped(struct vm_area_struct *vma,
+				  unsigned long addr, struct folio *folio,
+				  int refs)
+{
+	pmd_t *pmdp = migrate_find_pmd(vma->vm_mm, addr);
+	spinlock_t *ptl;	/* page table lock */
+	int ret;
+
+	if (!pmdp)
+		return split_unmapped_folio(folio, refs);
+	ptl = pmd_lock(vma->vm_mm, pmdp);
+	ret = split_unmapped_folio(folio, refs);
+	if (!ret && is_pmd_migration_entry(*pmdp) &&
+	    swp_offset_pfn(pmd_to_swp_entry(*pmdp)) == folio_pfn(folio))
+		split_huge_pmd_locked(vma, addr, pmdp, false, NULL);
+	spin_unlock(ptl);
+	return ret;
+}
+
+/*
  * The driver gives base pages for the compound source of entry @i (it
  * copied each page of the source folio into its own): split the folio into
  * base pages that migrate one by one, as if collect had met them so. It
- * stays unmapped throughout, so the CPU cannot write to it after the copy:
- * its PMD migration entry becomes one pte migration entry per page, then
- * the folio is split where it is. Each new folio is locked and holds the
- * reference of its entry, the fault page's one more for the fault path.
- * Returns false if the driver gave nothing, or something else than base
- * pages, or if the folio could not be split: the entry is then restored
- * whole (by ptes if its PMD was split) by finalize.
+ * stays unmapped throughout, so the CPU cannot write to it after the copy.
+ * Each new folio is locked and holds the reference of its entry, the fault
+ * page's one more for the fault path. Returns false if the driver gave
+ * nothing, or something else than base pages, or if the folio could not be
+ * split: finalize then maps the entry back whole.
  */
 static bool migrate_split_src(struct migrate_vma *migrate, unsigned long i)
 {
-	struct vm_area_struct *vma = migrate->vma;
 	unsigned long addr = migrate->start + (i << PAGE_SHIFT);
 	unsigned long mpfn = migrate->src[i], k;
 	struct folio *folio = page_folio(migrate_pfn_to_page(mpfn));
 	bool fault = migrate_is_fault_folio(migrate, folio);
-	spinlock_t *ptl;	/* page table lock */
-	pmd_t *pmdp;
 
 	if (!migrate_given_base_pages(migrate, i))
 		return false;
 	if (folio_test_swapcache(folio) && !folio_free_swap(folio))
 		return false;
-
-	/* Unless MADV_DONTNEED zapped or split it meanwhile. */
-	pmdp = migrate_find_pmd(vma->vm_mm, addr);
-	if (pmdp) {
-		ptl = pmd_lock(vma->vm_mm, pmdp);
-		if (is_pmd_migration_entry(*pmdp) &&
-		    swp_offset_pfn(pmd_to_swp_entry(*pmdp)) == folio_pfn(folio))
-			split_huge_pmd_locked(vma, addr, pmdp, false, NULL);
-		spin_unlock(ptl);
-	}
-	if (split_unmapped_folio(folio, fault ? 2 : 1))
+	if (migrate_split_unmapped(migrate->vma, addr, folio, fault ? 2 : 1))
 		return false;
 	if (fault)
 		get_page(migrate->fault_page);
