@@ -11,7 +11,8 @@
  * creates its own devices: two device-private pgmaps with different owners,
  * each device page backed by a system page that holds its data, and, when
  * the coherent_addr parameter names reserved CPU-addressable memory, two
- * device-coherent pgmaps with the same two owners.
+ * device-coherent pgmaps with the same two owners and a generic one, whose
+ * pages cannot hold anonymous memory.
  *
  * Every VMA is smaller than a PMD, so no THP can back it in any
  * transparent_hugepage mode and each address is mapped by one PTE.
@@ -45,7 +46,8 @@ MODULE_PARM_DESC(coherent_addr,
 		 "Physical address of 256 MiB of reserved CPU-addressable memory (e.g. memmap=256M$addr) for the device-coherent cases; they are skipped without it");
 
 #define MDK_DEVICE_SIZE			SZ_2M
-/* Keeps the two coherent pgmaps in different memory sections. */
+/* Keeps the coherent and generic pgmaps in different memory sections. */
+#define MDK_GENERIC_OFFSET		SZ_64M
 #define MDK_COHERENT_OTHER_OFFSET	SZ_128M
 /*
  * Fills src and dst before each call so that untouched entries show. It has
@@ -66,6 +68,7 @@ enum mdk_device_id {
 	MDK_PRIVATE_OTHER,
 	MDK_COHERENT,
 	MDK_COHERENT_OTHER,
+	MDK_GENERIC,
 	MDK_NR_DEVICES,
 };
 
@@ -145,10 +148,9 @@ static bool mdk_device_page_used(struct mdk_device *dev, unsigned long pfn)
 	return test_bit(pfn - mdk_first_pfn(dev), dev->used);
 }
 
-/* Returns a locked page with one reference, as drivers put in dst. */
-static struct page *mdk_device_alloc(struct mdk_device *dev)
+/* Takes @dev's free page of lowest pfn: NULL if it has none left. */
+static struct page *mdk_take_free_page(struct mdk_device *dev)
 {
-	struct page *page;
 	unsigned long idx;
 
 	spin_lock(&dev->lock);
@@ -160,8 +162,18 @@ static struct page *mdk_device_alloc(struct mdk_device *dev)
 	spin_unlock(&dev->lock);
 	if (idx >= dev->nr_pages)
 		return NULL;
+	return pfn_to_page(mdk_first_pfn(dev) + idx);
+}
 
-	page = pfn_to_page(mdk_first_pfn(dev) + idx);
+/* Returns a locked page with one reference, as drivers put in dst. */
+static struct page *mdk_device_alloc(struct mdk_device *dev)
+{
+	struct page *page = mdk_take_free_page(dev);
+	unsigned long idx;
+
+	if (!page)
+		return NULL;
+	idx = page_to_pfn(page) - mdk_first_pfn(dev);
 	zone_device_page_init(page);
 	if (!mdk_alloc_backing(dev, idx, 1)) {
 		unlock_page(page);
@@ -201,6 +213,20 @@ static struct folio *mdk_device_alloc_folio(struct mdk_device *dev,
 		return NULL;
 	}
 	return folio;
+}
+
+/*
+ * Returns a locked page of a generic pgmap. Such a page keeps one reference
+ * while it is free (put back whenever it is freed), which the caller now
+ * holds.
+ */
+static struct page *mdk_generic_alloc(struct mdk_device *dev)
+{
+	struct page *page = mdk_take_free_page(dev);
+
+	if (page)
+		lock_page(page);
+	return page;
 }
 
 /*
@@ -366,6 +392,8 @@ static int mdk_suite_init(struct kunit_suite *suite)
 			    MEMORY_DEVICE_COHERENT, &mdk_owner);
 	mdk_device_describe(MDK_COHERENT_OTHER, "mdk_coherent_other",
 			    MEMORY_DEVICE_COHERENT, &mdk_other_owner);
+	mdk_device_describe(MDK_GENERIC, "mdk_generic",
+			    MEMORY_DEVICE_GENERIC, NULL);
 
 	ret = mdk_device_create(&mdk_devices[MDK_PRIVATE], 0);
 	if (!ret)
@@ -377,9 +405,12 @@ static int mdk_suite_init(struct kunit_suite *suite)
 
 	/* The coherent cases report a failure here when they run. */
 	if (coherent_addr && IS_ALIGNED(coherent_addr, SZ_2M) &&
-	    !mdk_device_create(&mdk_devices[MDK_COHERENT], coherent_addr))
+	    !mdk_device_create(&mdk_devices[MDK_COHERENT], coherent_addr)) {
 		mdk_device_create(&mdk_devices[MDK_COHERENT_OTHER],
 				  coherent_addr + MDK_COHERENT_OTHER_OFFSET);
+		mdk_device_create(&mdk_devices[MDK_GENERIC],
+				  coherent_addr + MDK_GENERIC_OFFSET);
+	}
 	return 0;
 }
 
@@ -426,10 +457,10 @@ static struct mdk_device *mdk_device(struct kunit *test, enum mdk_device_id id)
 {
 	struct mdk_device *dev = &mdk_devices[id];
 
-	if (!dev->ready && dev->pgmap.type == MEMORY_DEVICE_COHERENT &&
+	if (!dev->ready && dev->pgmap.type != MEMORY_DEVICE_PRIVATE &&
 	    !coherent_addr)
 		kunit_skip(test,
-			   "device-coherent cases need migrate_device_kunit.coherent_addr=");
+			   "device-coherent and generic cases need migrate_device_kunit.coherent_addr=");
 	KUNIT_ASSERT_TRUE_MSG(test, dev->ready, "%s could not be created",
 			      dev->name);
 	return dev;
@@ -1812,6 +1843,39 @@ static void migrate_vma_pages_drops_page_referenced_after_setup(struct kunit *te
 		mdk_expect_page_data(test, now, mdk_seed(a));
 	}
 	mdk_expect_device_pages_freed(test);
+}
+
+/*
+ * A destination page of a ZONE_DEVICE type that cannot hold anonymous
+ * memory (MEMORY_DEVICE_GENERIC here, as fsdax or P2PDMA) is refused for a
+ * page and for a hole alike: both stay as they were, and finalize hands the
+ * refused pages back to their device.
+ */
+static void migrate_vma_pages_refuses_dst_of_other_zone_device_type(struct kunit *test)
+{
+	struct mdk_device *dev = mdk_device(test, MDK_GENERIC);
+	unsigned long addr = mdk_mmap(test, 2), i;
+	struct page *page, *dpages[2];
+	struct mdk_migration *m;
+
+	page = mdk_populate(test, addr, MDK_SYSTEM);
+	m = mdk_setup(test, addr, 2, MIGRATE_VMA_SELECT_SYSTEM, &mdk_owner);
+	KUNIT_ASSERT_EQ(test, m->args.cpages, 2);
+	for (i = 0; i < 2; i++) {
+		dpages[i] = mdk_generic_alloc(dev);
+		KUNIT_ASSERT_NOT_NULL(test, dpages[i]);
+		m->args.dst[i] = migrate_pfn(page_to_pfn(dpages[i]));
+	}
+	mdk_pages(test, m);
+	KUNIT_EXPECT_EQ(test, mdk_count_migrating(m->args.src, 2), 0);
+	mdk_finalize(test, m);
+
+	mdk_expect_mapped_once(test, addr, page, 1);
+	mdk_expect_page_data(test, page, mdk_seed(addr));
+	mdk_expect_pte_kind(test, mdk_page_addr(addr, 1), MDK_PTE_NONE);
+	for (i = 0; i < 2; i++)
+		KUNIT_EXPECT_EQ(test, page_count(dpages[i]), 1);
+	KUNIT_EXPECT_EQ(test, READ_ONCE(dev->nr_free), dev->nr_pages);
 }
 
 /*
@@ -3546,6 +3610,7 @@ static struct kunit_case migrate_device_test_cases[] = {
 	KUNIT_CASE_PARAM(migrate_vma_setup_leaves_busy_device_page_on_device,
 			 mdk_busy_device_gen_params),
 	KUNIT_CASE(migrate_vma_pages_drops_page_referenced_after_setup),
+	KUNIT_CASE(migrate_vma_pages_refuses_dst_of_other_zone_device_type),
 	KUNIT_CASE(migrate_vma_pages_keeps_page_cpu_faulted_after_setup),
 	KUNIT_CASE(migrate_vma_finalize_releases_dst_of_uncollected_entry),
 	KUNIT_CASE(migrate_vma_keeps_shared_mapping_in_system_memory),
