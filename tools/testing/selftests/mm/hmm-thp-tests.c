@@ -420,10 +420,12 @@ TEST_F(thp, fail_alloc_to_system_splits)
 
 /*
  * Without a THP a CPU fault brings back the faulting page alone, split off
- * its device folio; the other pages stay on the device.
+ * its device folio; the other pages stay on the device, which still reads
+ * them all right.
  */
 TEST_F(thp, fail_alloc_cpu_fault_brings_back_one_page)
 {
+	unsigned long cpages = 0;
 	bool pmd;
 
 	fill(self->buf, THP_SIZE / sizeof(long), 13);
@@ -434,6 +436,12 @@ TEST_F(thp, fail_alloc_cpu_fault_brings_back_one_page)
 		  count_type(_metadata, self,
 			     HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL, &pmd));
 	ASSERT_FALSE(pmd);
+
+	memset(self->copy, 0, THP_SIZE);
+	ASSERT_EQ(0, dmirror(self->fd, HMM_DMIRROR_READ, self->buf, self->copy,
+			     npages, &cpages));
+	ASSERT_EQ(npages, cpages);
+	ASSERT_EQ(-1, first_bad(self->copy, 0, THP_SIZE / sizeof(long), 13));
 	ASSERT_EQ(-1, first_bad(self->buf, 0, THP_SIZE / sizeof(long), 13));
 }
 
