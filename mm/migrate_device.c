@@ -914,6 +914,23 @@ static swp_entry_t migrate_pte_entry_for(pte_t pte, unsigned long mpfn)
 }
 
 /*
+ * The swap entry of @pmd if it is the PMD migration entry collect put in
+ * place of the compound source of @mpfn, else a zero entry: the PMD
+ * counterpart of migrate_pte_entry_for().
+ */
+static swp_entry_t migrate_pmd_entry_for(pmd_t pmd, unsigned long mpfn)
+{
+	swp_entry_t entry;
+
+	if (is_pmd_migration_entry(pmd)) {
+		entry = pmd_to_swp_entry(pmd);
+		if (swp_offset_pfn(entry) == mpfn >> MIGRATE_PFN_SHIFT)
+			return entry;
+	}
+	return (swp_entry_t) { 0 };
+}
+
+/*
  * The pmd of @addr in @mm, or NULL if no page table level leads to one.
  * Finalize only goes back to tables collect walked, under the same
  * mmap_lock, so it never needs to allocate one; a huge pud (DAX, never
@@ -1059,8 +1076,8 @@ static void migrate_remap_pmd(struct migrate_vma *migrate, pmd_t *pmdp,
 				   failed_only);
 		return;
 	}
-	entry = pmd_to_swp_entry(pmd);
-	if (swp_offset_pfn(entry) != mpfn >> MIGRATE_PFN_SHIFT)
+	entry = migrate_pmd_entry_for(pmd, mpfn);
+	if (!entry.val)
 		goto unlock;
 
 	page = migrate_final_page(mpfn, migrate->dst[i]);
@@ -1523,6 +1540,7 @@ static int migrate_split_unmapped(struct vm_area_struct *vma,
 				  unsigned long addr, struct folio *folio,
 				  int refs)
 {
+	unsigned long mpfn = migrate_pfn(folio_pfn(folio));
 	pmd_t *pmdp = migrate_find_pmd(vma->vm_mm, addr);
 	spinlock_t *ptl;	/* page table lock */
 	int ret;
@@ -1531,8 +1549,7 @@ static int migrate_split_unmapped(struct vm_area_struct *vma,
 		return split_unmapped_folio(folio, refs);
 	ptl = pmd_lock(vma->vm_mm, pmdp);
 	ret = split_unmapped_folio(folio, refs);
-	if (!ret && is_pmd_migration_entry(*pmdp) &&
-	    swp_offset_pfn(pmd_to_swp_entry(*pmdp)) == folio_pfn(folio))
+	if (!ret && migrate_pmd_entry_for(*pmdp, mpfn).val)
 		split_huge_pmd_locked(vma, addr, pmdp, false, NULL);
 	spin_unlock(ptl);
 	return ret;
