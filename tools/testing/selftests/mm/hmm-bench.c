@@ -582,6 +582,21 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/*
+ * Retries of a window the clock got wrong before giving up. Under icount a
+ * page costs hundreds of guest instructions, so a window of less than a
+ * nanosecond per page was not measured: the clock did not advance (seen
+ * once, on a machine loaded by another guest, as a run of 2 MiB windows of
+ * 0 ns). Taking such a window would print an absurd rate, and a ratio of
+ * about 0 beside it, as if it were a result.
+ */
+#define MAX_CLOCK_RETRIES	3
+
+static bool window_plausible(const struct run *r, __u64 ns)
+{
+	return ns >= r->len / page_size;
+}
+
 /* Run r->op opts->reps times, each on a fresh buffer, and print the median. */
 static void bench_one(struct run *r, const char *mem, const struct options *opts)
 {
@@ -589,12 +604,23 @@ static void bench_one(struct run *r, const char *mem, const struct options *opts
 	unsigned int thp_pct = 100, seq_pct = 100;
 	__u64 median;
 	struct sample s;
-	int i;
+	int i, retries = 0;
 
 	for (i = 0; i < opts->reps; i++) {
 		r->seed = now_ns() * 0x100000001b3ULL + i;
 		s = measure(r);
-		ns[i] = s.ns ? s.ns : 1;
+		if (!window_plausible(r, s.ns)) {
+			if (++retries > MAX_CLOCK_RETRIES)
+				die("%s %s %zu MiB: %llu ns windows, the clock is not advancing",
+				    op_names[r->op], mem, r->len / MIB,
+				    (unsigned long long)s.ns);
+			printf("# %s %s %zu MiB: a %llu ns window, measured again\n",
+			       op_names[r->op], mem, r->len / MIB,
+			       (unsigned long long)s.ns);
+			i--;
+			continue;
+		}
+		ns[i] = s.ns;
 		if (s.thp_pct < thp_pct)
 			thp_pct = s.thp_pct;
 		if (s.seq_pct < seq_pct)
