@@ -33,7 +33,7 @@
 #include <sys/wait.h>
 
 #include "kselftest_harness.h"
-#include <lib/test_hmm_uapi.h>
+#include "hmm-dmirror.h"
 
 /* A round still running this long after its threads started is hung. */
 #define ROUND_BOUND_S		20
@@ -170,31 +170,6 @@ static double now(void)
 static void device_path(char *path, size_t len, int unit)
 {
 	snprintf(path, len, "/dev/hmm_dmirror%d", unit);
-}
-
-/*
- * Run one test_hmm command on @npages pages at @addr. @data is the bounce
- * buffer (data read or written, or the migrated copy). Returns 0 or -errno;
- * *@cpages is only meaningful on success.
- */
-static int dmirror_cmd(int fd, unsigned long request, void *addr, void *data,
-		       unsigned long npages, unsigned long *cpages)
-{
-	struct hmm_dmirror_cmd cmd = {
-		.addr = (unsigned long)addr,
-		.ptr = (unsigned long)data,
-		.npages = npages,
-	};
-	int ret;
-
-	do {
-		ret = ioctl(fd, request, &cmd);
-	} while (ret && errno == EINTR);
-	if (ret)
-		return -errno;
-	if (cpages)
-		*cpages = cmd.cpages;
-	return 0;
 }
 
 /*

@@ -25,7 +25,7 @@
 #include <sys/wait.h>
 
 #include "kselftest_harness.h"
-#include <lib/test_hmm_uapi.h>
+#include "hmm-dmirror.h"
 
 #define THP_SIZE	(2UL << 20)
 #define PROT_TYPE_MASK	0xf0
@@ -130,22 +130,6 @@ static uint64_t pagemap_entry(int fd, const void *addr)
 
 /* ---- the device ------------------------------------------------------- */
 
-static int dmirror(int fd, unsigned long request, void *addr, void *data,
-		   unsigned long n, unsigned long *cpages)
-{
-	struct hmm_dmirror_cmd cmd = {
-		.addr = (unsigned long)addr,
-		.ptr = (unsigned long)data,
-		.npages = n,
-	};
-
-	if (ioctl(fd, request, &cmd))
-		return -errno;
-	if (cpages)
-		*cpages = cmd.cpages;
-	return 0;
-}
-
 FIXTURE(thp)
 {
 	int fd;
@@ -186,8 +170,8 @@ static unsigned long count_type(struct __test_metadata *_metadata,
 {
 	unsigned long i, n = 0;
 
-	ASSERT_EQ(0, dmirror(self->fd, HMM_DMIRROR_SNAPSHOT, self->buf,
-			     self->prot, npages, NULL));
+	ASSERT_EQ(0, dmirror_cmd(self->fd, HMM_DMIRROR_SNAPSHOT, self->buf,
+				 self->prot, npages, NULL));
 	*pmd = true;
 	for (i = 0; i < npages; i++) {
 		if ((self->prot[i] & PROT_TYPE_MASK) == type)
@@ -216,8 +200,8 @@ static void to_device(struct __test_metadata *_metadata,
 {
 	unsigned long cpages = 0;
 
-	ASSERT_EQ(0, dmirror(self->fd, HMM_DMIRROR_MIGRATE_TO_DEV, self->buf,
-			     self->copy, npages, &cpages));
+	ASSERT_EQ(0, dmirror_cmd(self->fd, HMM_DMIRROR_MIGRATE_TO_DEV, self->buf,
+				 self->copy, npages, &cpages));
 	ASSERT_EQ(npages, cpages);
 	ASSERT_EQ(-1, first_bad(self->copy, 0, THP_SIZE / sizeof(long), seed));
 }
@@ -227,16 +211,16 @@ static void to_system(struct __test_metadata *_metadata,
 {
 	unsigned long cpages = 0;
 
-	ASSERT_EQ(0, dmirror(self->fd, HMM_DMIRROR_MIGRATE_TO_SYS, self->buf,
-			     NULL, npages, &cpages));
+	ASSERT_EQ(0, dmirror_cmd(self->fd, HMM_DMIRROR_MIGRATE_TO_SYS, self->buf,
+				 NULL, npages, &cpages));
 	ASSERT_EQ(npages, cpages);
 }
 
 static void fail_next_alloc(struct __test_metadata *_metadata,
 			    struct _test_data_thp *self)
 {
-	ASSERT_EQ(0, dmirror(self->fd, HMM_DMIRROR_FLAGS, self->buf, NULL,
-			     HMM_DMIRROR_FLAG_FAIL_ALLOC, NULL));
+	ASSERT_EQ(0, dmirror_cmd(self->fd, HMM_DMIRROR_FLAGS, self->buf, NULL,
+				 HMM_DMIRROR_FLAG_FAIL_ALLOC, NULL));
 }
 
 /* Every page is on the device; as one PMD if @huge. */
@@ -280,8 +264,8 @@ TEST_F(thp, empty_range_becomes_device_thp)
 {
 	unsigned long cpages = 0, i;
 
-	ASSERT_EQ(0, dmirror(self->fd, HMM_DMIRROR_MIGRATE_TO_DEV, self->buf,
-			     self->copy, npages, &cpages));
+	ASSERT_EQ(0, dmirror_cmd(self->fd, HMM_DMIRROR_MIGRATE_TO_DEV, self->buf,
+				 self->copy, npages, &cpages));
 	ASSERT_EQ(npages, cpages);
 	expect_on_device(_metadata, self, true);
 	for (i = 0; i < THP_SIZE / sizeof(long); i++)
@@ -296,8 +280,8 @@ TEST_F(thp, huge_zero_page_becomes_device_thp)
 	/* Read faults map the huge zero page (or zero pages). */
 	for (i = 0; i < THP_SIZE / sizeof(long); i += 512)
 		ASSERT_EQ(0, self->buf[i]);
-	ASSERT_EQ(0, dmirror(self->fd, HMM_DMIRROR_MIGRATE_TO_DEV, self->buf,
-			     self->copy, npages, &cpages));
+	ASSERT_EQ(0, dmirror_cmd(self->fd, HMM_DMIRROR_MIGRATE_TO_DEV, self->buf,
+				 self->copy, npages, &cpages));
 	ASSERT_EQ(npages, cpages);
 	expect_on_device(_metadata, self, true);
 	for (i = 0; i < THP_SIZE / sizeof(long); i++)
@@ -438,8 +422,8 @@ TEST_F(thp, fail_alloc_cpu_fault_brings_back_one_page)
 	ASSERT_FALSE(pmd);
 
 	memset(self->copy, 0, THP_SIZE);
-	ASSERT_EQ(0, dmirror(self->fd, HMM_DMIRROR_READ, self->buf, self->copy,
-			     npages, &cpages));
+	ASSERT_EQ(0, dmirror_cmd(self->fd, HMM_DMIRROR_READ, self->buf, self->copy,
+				 npages, &cpages));
 	ASSERT_EQ(npages, cpages);
 	ASSERT_EQ(-1, first_bad(self->copy, 0, THP_SIZE / sizeof(long), 13));
 	ASSERT_EQ(-1, first_bad(self->buf, 0, THP_SIZE / sizeof(long), 13));
@@ -488,8 +472,8 @@ TEST_F(thp, smaps_and_pagemap_show_device_thp)
 /* Unknown flags are refused. */
 TEST_F(thp, flags_rejects_unknown_bits)
 {
-	ASSERT_EQ(-EINVAL, dmirror(self->fd, HMM_DMIRROR_FLAGS, self->buf,
-				   NULL, 2, NULL));
+	ASSERT_EQ(-EINVAL, dmirror_cmd(self->fd, HMM_DMIRROR_FLAGS, self->buf,
+				       NULL, 2, NULL));
 }
 
 TEST_HARNESS_MAIN
