@@ -175,6 +175,12 @@ static bool migrate_hold_anon_vma(struct folio *folio)
 	return false;
 }
 
+/* Was @folio unmapped through the rmap, and not only in the range? */
+static bool migrate_unmapped_elsewhere(struct folio *folio)
+{
+	return xa_load(&migrate_anon_vmas, folio_pfn(folio));
+}
+
 /*
  * Put back the mappings of @src that were unmapped through the rmap, as
  * mappings of @page, and let go of its anon_vma.
@@ -1187,13 +1193,6 @@ static bool migrate_folio_movable(struct migrate_vma *migrate,
 				  struct folio *folio, int *drained)
 {
 	if (folio_mapped(folio)) {
-		/*
-		 * A compound source mapped elsewhere too (a THP shared with
-		 * a forked child) stays: remove_migration_ptes() cannot map
-		 * a device-private folio by a PMD in other processes.
-		 */
-		if (folio_test_large(folio))
-			return false;
 		migrate->flags |= MIGRATE_VMA_RMAP;
 		if (!migrate_hold_anon_vma(folio))
 			return false;
@@ -1563,7 +1562,8 @@ static int migrate_split_unmapped(struct vm_area_struct *vma,
  * Each new folio is locked and holds the reference of its entry, the fault
  * page's one more for the fault path. Returns false if the driver gave
  * nothing, or something else than base pages, or if the folio could not be
- * split: finalize then maps the entry back whole.
+ * split or is mapped outside the range: finalize then maps the entry back
+ * whole.
  */
 static bool migrate_split_src(struct migrate_vma *migrate, unsigned long i)
 {
@@ -1573,6 +1573,14 @@ static bool migrate_split_src(struct migrate_vma *migrate, unsigned long i)
 	bool fault = migrate_is_fault_folio(migrate, folio);
 
 	if (!migrate_given_base_pages(migrate, i))
+		return false;
+	/*
+	 * Other processes map it too, and their migration entries are
+	 * reachable only through its rmap, which would not cover the pages
+	 * the split makes: it stays whole. Migrating the range again
+	 * without MIGRATE_VMA_SELECT_COMPOUND splits it, mappings and all.
+	 */
+	if (migrate_unmapped_elsewhere(folio))
 		return false;
 	if (folio_test_swapcache(folio) && !folio_free_swap(folio))
 		return false;
@@ -1811,9 +1819,11 @@ static int migrate_vma_check_args(const struct migrate_vma *args)
  * MIGRATE_PFN_COMPOUND in @dst. It may instead give base pages in any of
  * the HPAGE_PMD_NR entries, each then mapped by a pte: a compound source is
  * split for that, and its pages without a destination stay where they are.
- * A compound source that is also mapped in another process is left out
- * (the driver can migrate it again without MIGRATE_VMA_SELECT_COMPOUND,
- * which splits it).
+ * A compound source that other processes map too (after fork()) moves
+ * whole, and each of their mappings, PMD or ptes, maps the destination;
+ * given base pages, it stays whole instead of being split (migrating the
+ * range again without MIGRATE_VMA_SELECT_COMPOUND splits it, mappings and
+ * all).
  *
  * The driver then copies the data of each entry it wants to move into a
  * locked destination page, stores ``migrate_pfn(pfn)`` of that page in @dst

@@ -245,6 +245,86 @@ static void expect_in_system(struct __test_metadata *_metadata,
 		ASSERT_TRUE(pmd);
 }
 
+/* ---- a forked child that maps the buffer too ------------------------- */
+
+/* What a child is to find in its own mapping of the buffer. */
+struct sharer {
+	pid_t pid;
+	int go;			/* the child waits for a byte on this pipe */
+	unsigned char type;	/* HMM_DMIRROR_PROT_* type of the pages */
+	unsigned long count;	/* how many pages are of that type */
+	bool pmd;		/* whether every page is mapped by a PMD */
+	unsigned long seed;	/* the pattern the buffer holds */
+};
+
+/*
+ * In the child, once the parent says so: snapshot the buffer through a
+ * mirror of its own (test_hmm mirrors the mm that opened the device), then
+ * read it through the CPU. The exit status names the check that failed.
+ */
+static int sharer_check(unsigned long *buf, int go, const struct sharer *want)
+{
+	unsigned char *prot = malloc(npages);
+	unsigned long i, n = 0;
+	bool pmd = true;
+	char c;
+	int fd;
+
+	if (read(go, &c, 1) != 1)
+		return 10;
+	fd = open("/dev/hmm_dmirror0", O_RDWR);
+	if (fd < 0 || !prot)
+		return 11;
+	if (dmirror_cmd(fd, HMM_DMIRROR_SNAPSHOT, buf, prot, npages, NULL))
+		return 12;
+	for (i = 0; i < npages; i++) {
+		if ((prot[i] & PROT_TYPE_MASK) == want->type)
+			n++;
+		if (!(prot[i] & HMM_DMIRROR_PROT_PMD))
+			pmd = false;
+	}
+	if (n != want->count)
+		return 13;
+	if (pmd != want->pmd)
+		return 14;
+	if (first_bad(buf, 0, THP_SIZE / sizeof(long), want->seed) != -1)
+		return 15;
+	return 0;
+}
+
+/*
+ * Fork a child that shares the buffer (a THP or a device THP is then
+ * mapped in both) and checks it against @want when sharer_done() is
+ * called.
+ */
+static void fork_sharer(struct __test_metadata *_metadata,
+			struct _test_data_thp *self, struct sharer *want)
+{
+	int fds[2];
+
+	ASSERT_EQ(0, pipe(fds));
+	want->pid = fork();
+	ASSERT_GE(want->pid, 0);
+	if (!want->pid) {
+		close(fds[1]);
+		_exit(sharer_check(self->buf, fds[0], want));
+	}
+	close(fds[0]);
+	want->go = fds[1];
+}
+
+static void sharer_done(struct __test_metadata *_metadata,
+			struct sharer *want)
+{
+	int status;
+
+	ASSERT_EQ(1, write(want->go, "", 1));
+	close(want->go);
+	ASSERT_EQ(want->pid, waitpid(want->pid, &status, 0));
+	ASSERT_TRUE(WIFEXITED(status));
+	ASSERT_EQ(0, WEXITSTATUS(status));
+}
+
 /* A THP goes to the device as one device folio and comes back as one THP. */
 TEST_F(thp, migrate_to_device_and_back_whole)
 {
@@ -352,6 +432,101 @@ TEST_F(thp, fork_shares_device_thp_then_both_write)
 	ASSERT_TRUE(WIFEXITED(status));
 	ASSERT_EQ(0, WEXITSTATUS(status));
 	ASSERT_EQ(-1, first_bad(self->buf, 0, nwords, 7));
+}
+
+/*
+ * A THP that a forked child maps too moves to the device whole: the rmap
+ * replaces the child's PMD as well, which then maps the device folio.
+ */
+TEST_F(thp, thp_shared_with_child_moves_to_device_whole)
+{
+	struct sharer child = {
+		.type = HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL,
+		.count = npages,
+		.seed = 15,
+	};
+	bool huge;
+
+	fill(self->buf, THP_SIZE / sizeof(long), 15);
+	huge = starts_huge(_metadata, self);
+	child.pmd = huge;
+	fork_sharer(_metadata, self, &child);
+	to_device(_metadata, self, 15);
+	expect_on_device(_metadata, self, huge);
+	sharer_done(_metadata, &child);
+	ASSERT_EQ(-1, first_bad(self->buf, 0, THP_SIZE / sizeof(long), 15));
+}
+
+/*
+ * A CPU fault on a device THP that a forked child maps too brings the
+ * folio back whole, as one THP mapped by a PMD in both processes.
+ */
+TEST_F(thp, cpu_fault_on_shared_device_thp_brings_back_whole_thp)
+{
+	struct sharer child = { .type = 0, .count = npages, .seed = 16 };
+	bool huge;
+
+	fill(self->buf, THP_SIZE / sizeof(long), 16);
+	huge = starts_huge(_metadata, self);
+	child.pmd = huge;
+	to_device(_metadata, self, 16);
+	fork_sharer(_metadata, self, &child);
+	ASSERT_EQ(word(16, 3 * 512), self->buf[3 * 512]);
+	expect_in_system(_metadata, self, huge);
+	sharer_done(_metadata, &child);
+	ASSERT_EQ(-1, first_bad(self->buf, 0, THP_SIZE / sizeof(long), 16));
+}
+
+/*
+ * Without a device THP, a THP a forked child maps too is not split under
+ * the child's migration entries: the driver's second pass, without
+ * MIGRATE_VMA_SELECT_COMPOUND, splits it with its mappings and moves every
+ * page, and the child finds each on the device.
+ */
+TEST_F(thp, fail_alloc_thp_shared_with_child_splits)
+{
+	struct sharer child = {
+		.type = HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL,
+		.count = npages,
+		.pmd = false,
+		.seed = 17,
+	};
+
+	fill(self->buf, THP_SIZE / sizeof(long), 17);
+	fork_sharer(_metadata, self, &child);
+	fail_next_alloc(_metadata, self);
+	to_device(_metadata, self, 17);
+	expect_on_device(_metadata, self, false);
+	sharer_done(_metadata, &child);
+	ASSERT_EQ(-1, first_bad(self->buf, 0, THP_SIZE / sizeof(long), 17));
+}
+
+/*
+ * Without a THP, a CPU fault on a device THP a forked child maps too
+ * brings back the faulting page alone, for both processes; the other pages
+ * stay on the device for both.
+ */
+TEST_F(thp, fail_alloc_cpu_fault_on_shared_device_thp_brings_back_one_page)
+{
+	struct sharer child = {
+		.type = HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL,
+		.count = npages - 1,
+		.pmd = false,
+		.seed = 18,
+	};
+	bool pmd;
+
+	fill(self->buf, THP_SIZE / sizeof(long), 18);
+	to_device(_metadata, self, 18);
+	fork_sharer(_metadata, self, &child);
+	fail_next_alloc(_metadata, self);
+	ASSERT_EQ(word(18, 7 * 512), self->buf[7 * 512]);
+	ASSERT_EQ(npages - 1,
+		  count_type(_metadata, self,
+			     HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL, &pmd));
+	ASSERT_FALSE(pmd);
+	sharer_done(_metadata, &child);
+	ASSERT_EQ(-1, first_bad(self->buf, 0, THP_SIZE / sizeof(long), 18));
 }
 
 /* mprotect of a device THP to read-only: reads work, writes fault. */
