@@ -28,7 +28,10 @@ bench=${6:-}
 mkdir -p "$out"
 rm -f "$out/console.log" "$out/output.log"
 
-append="console=ttyS0 panic=-1 transparent_hugepage=$thp hugepages=16"
+# An oops ends the boot (panic, then -no-reboot stops QEMU) instead of
+# leaving a test blocked until the timeout; the report counts the tests
+# that did not report as failed.
+append="console=ttyS0 oops=panic panic=-1 transparent_hugepage=$thp hugepages=16"
 append+=' memmap=768M$0x80000000'
 append+=" test_hmm.spm_addr_dev0=0x80000000 test_hmm.spm_addr_dev1=0x90000000"
 append+=" migrate_device_kunit.coherent_addr=0xa0000000"
