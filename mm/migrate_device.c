@@ -785,29 +785,66 @@ static void migrate_vma_collect(struct migrate_collect *collect)
 	mmu_notifier_invalidate_range_end(&range);
 }
 
-/* Lock one device page frame for migrate_device_range()/_pfns(). */
-static unsigned long migrate_collect_pfn(unsigned long pfn)
+/*
+ * Do entries @i to @i + HPAGE_PMD_NR - 1 of @src_pfns, out of @npages, list
+ * the page frames of the PMD-sized folio at @pfn, in order? Then they can
+ * become one compound entry.
+ */
+static bool migrate_pfns_list_folio(const unsigned long *src_pfns,
+				    unsigned long i, unsigned long npages,
+				    unsigned long pfn)
 {
+	unsigned long k;
+
+	if (npages - i < HPAGE_PMD_NR)
+		return false;
+	for (k = 1; k < HPAGE_PMD_NR; k++)
+		if (src_pfns[i + k] != pfn + k)
+			return false;
+	return true;
+}
+
+/*
+ * Lock the device page frame of entry @i of @src_pfns, out of @npages, for
+ * migrate_device_range()/_pfns(), and replace the page frame number by its
+ * source entry. Returns how many entries that filled: HPAGE_PMD_NR for a
+ * PMD-sized folio taken whole, as one compound entry, else 1.
+ */
+static unsigned long migrate_collect_pfn(unsigned long *src_pfns,
+					 unsigned long i, unsigned long npages)
+{
+	unsigned long pfn = src_pfns[i], k;
 	struct folio *folio = folio_get_nontail_page(pfn_to_page(pfn));
 
 	/* A free page, or a tail page of a large folio, has no data to move. */
+	src_pfns[i] = 0;
 	if (!folio)
-		return 0;
+		return 1;
 	if (!folio_trylock(folio)) {
 		folio_put(folio);
-		return 0;
+		return 1;
+	}
+	if (IS_ENABLED(CONFIG_ARCH_ENABLE_THP_MIGRATION) &&
+	    folio_order(folio) == HPAGE_PMD_ORDER &&
+	    migrate_pfns_list_folio(src_pfns, i, npages, pfn)) {
+		for (k = 1; k < HPAGE_PMD_NR; k++)
+			src_pfns[i + k] = 0;
+		src_pfns[i] = migrate_pfn(pfn) | MIGRATE_PFN_MIGRATE |
+			      MIGRATE_PFN_COMPOUND;
+		return HPAGE_PMD_NR;
 	}
 	/*
-	 * A large folio is split, through its rmap, as are the PMDs that map
-	 * it: its other pages become folios of their own, which a range
-	 * meets next.
+	 * Any other large folio is split, through its rmap, as are the PMDs
+	 * that map it: its other pages become folios of their own, which a
+	 * range meets next.
 	 */
 	if (folio_test_large(folio) && split_folio(folio)) {
 		folio_unlock(folio);
 		folio_put(folio);
-		return 0;
+		return 1;
 	}
-	return migrate_pfn(pfn) | MIGRATE_PFN_MIGRATE;
+	src_pfns[i] = migrate_pfn(pfn) | MIGRATE_PFN_MIGRATE;
+	return 1;
 }
 
 /* ------------------------------------------------------------------------
@@ -1529,28 +1566,107 @@ static bool migrate_split_hole(struct migrate_vma *migrate, unsigned long i)
 }
 
 /*
- * Split the unmapped compound source @folio of the PMD at @addr, and its
- * PMD migration entry into one pte migration entry per page, unless
- * MADV_DONTNEED zapped or split that meanwhile. The folio goes first, under
- * the PMD lock: if it cannot be split (a transient reference is enough),
- * the PMD stays whole for finalize to map it back as it was.
+ * rmap_walk() callback: split the PMD migration entry of @folio in @vma,
+ * if it has one there, into one pte migration entry per page. Entries that
+ * are ptes already stay as they are.
+ */
+static bool migrate_split_entry_pmd(struct folio *folio,
+				    struct vm_area_struct *vma,
+				    unsigned long addr, void *arg)
+{
+	DEFINE_FOLIO_VMA_WALK(pvmw, folio, vma, addr, PVMW_MIGRATION);
+
+	while (page_vma_mapped_walk(&pvmw))
+		if (!pvmw.pte)
+			split_huge_pmd_locked(vma, pvmw.address, pvmw.pmd,
+					      false, NULL);
+	return true;
+}
+
+/*
+ * Before @folio, unmapped through the rmap, is split: reserve an entry in
+ * migrate_anon_vmas for each of its pages after the first, so that once
+ * they are folios of their own, finalize finds their migration entries
+ * too. Reserved first, because once the folio is split, storing them must
+ * not fail.
+ */
+static bool migrate_reserve_split(struct folio *folio)
+{
+	unsigned long pfn = folio_pfn(folio), k;
+
+	for (k = 1; k < folio_nr_pages(folio); k++) {
+		if (xa_reserve(&migrate_anon_vmas, pfn + k, GFP_KERNEL))
+			break;
+	}
+	if (k == folio_nr_pages(folio))
+		return true;
+	while (--k)
+		xa_release(&migrate_anon_vmas, pfn + k);
+	return false;
+}
+
+/*
+ * The split of the folio at @pfn, which had @nr pages, is over: each new
+ * folio takes over the reserved entry of its first page, holding the
+ * anon_vma like the first does, or the reservation goes if the split
+ * failed.
+ */
+static void migrate_end_split(unsigned long pfn, unsigned long nr, bool split)
+{
+	void *entry = xa_load(&migrate_anon_vmas, pfn);
+	unsigned long k;
+
+	for (k = 1; k < nr; k++) {
+		if (!split) {
+			xa_release(&migrate_anon_vmas, pfn + k);
+			continue;
+		}
+		if (!xa_is_value(entry))
+			get_anon_vma(entry);
+		xa_store(&migrate_anon_vmas, pfn + k, entry, GFP_NOWAIT);
+	}
+}
+
+/*
+ * Split the unmapped compound source @folio of the PMD at @addr, and each
+ * PMD migration entry of it into one pte migration entry per page, unless
+ * MADV_DONTNEED zapped or split that meanwhile. In the range the folio goes
+ * first, under the PMD lock: if it cannot be split (a transient reference
+ * is enough), the PMD stays whole for finalize to map it back as it was.
+ * Other processes' PMDs are split first, through the rmap: finalize maps
+ * the ptes back whether or not the folio could be split.
  */
 static int migrate_split_unmapped(struct vm_area_struct *vma,
 				  unsigned long addr, struct folio *folio,
 				  int refs)
 {
-	unsigned long mpfn = migrate_pfn(folio_pfn(folio));
-	pmd_t *pmdp = migrate_find_pmd(vma->vm_mm, addr);
+	unsigned long pfn = folio_pfn(folio), nr = folio_nr_pages(folio);
+	bool elsewhere = migrate_unmapped_elsewhere(folio);
+	struct rmap_walk_control rwc = {
+		.rmap_one = migrate_split_entry_pmd,
+	};
 	spinlock_t *ptl;	/* page table lock */
+	pmd_t *pmdp = NULL;
 	int ret;
 
-	if (!pmdp)
-		return split_unmapped_folio(folio, refs);
-	ptl = pmd_lock(vma->vm_mm, pmdp);
-	ret = split_unmapped_folio(folio, refs);
-	if (!ret && migrate_pmd_entry_for(*pmdp, mpfn).val)
-		split_huge_pmd_locked(vma, addr, pmdp, false, NULL);
-	spin_unlock(ptl);
+	if (elsewhere) {
+		if (!migrate_reserve_split(folio))
+			return -ENOMEM;
+		rmap_walk(folio, &rwc);
+	}
+	if (vma)
+		pmdp = migrate_find_pmd(vma->vm_mm, addr);
+	if (pmdp) {
+		ptl = pmd_lock(vma->vm_mm, pmdp);
+		ret = split_unmapped_folio(folio, refs);
+		if (!ret && migrate_pmd_entry_for(*pmdp, migrate_pfn(pfn)).val)
+			split_huge_pmd_locked(vma, addr, pmdp, false, NULL);
+		spin_unlock(ptl);
+	} else {
+		ret = split_unmapped_folio(folio, refs);
+	}
+	if (elsewhere)
+		migrate_end_split(pfn, nr, !ret);
 	return ret;
 }
 
@@ -1562,8 +1678,8 @@ static int migrate_split_unmapped(struct vm_area_struct *vma,
  * Each new folio is locked and holds the reference of its entry, the fault
  * page's one more for the fault path. Returns false if the driver gave
  * nothing, or something else than base pages, or if the folio could not be
- * split or is mapped outside the range: finalize then maps the entry back
- * whole.
+ * split: finalize then maps the entry back whole (or by ptes, where the
+ * split of a PMD went through).
  */
 static bool migrate_split_src(struct migrate_vma *migrate, unsigned long i)
 {
@@ -1573,14 +1689,6 @@ static bool migrate_split_src(struct migrate_vma *migrate, unsigned long i)
 	bool fault = migrate_is_fault_folio(migrate, folio);
 
 	if (!migrate_given_base_pages(migrate, i))
-		return false;
-	/*
-	 * Other processes map it too, and their migration entries are
-	 * reachable only through its rmap, which would not cover the pages
-	 * the split makes: it stays whole. Migrating the range again
-	 * without MIGRATE_VMA_SELECT_COMPOUND splits it, mappings and all.
-	 */
-	if (migrate_unmapped_elsewhere(folio))
 		return false;
 	if (folio_test_swapcache(folio) && !folio_free_swap(folio))
 		return false;
@@ -1821,9 +1929,7 @@ static int migrate_vma_check_args(const struct migrate_vma *args)
  * split for that, and its pages without a destination stay where they are.
  * A compound source that other processes map too (after fork()) moves
  * whole, and each of their mappings, PMD or ptes, maps the destination;
- * given base pages, it stays whole instead of being split (migrating the
- * range again without MIGRATE_VMA_SELECT_COMPOUND splits it, mappings and
- * all).
+ * given base pages, it is split with those mappings.
  *
  * The driver then copies the data of each entry it wants to move into a
  * locked destination page, stores ``migrate_pfn(pfn)`` of that page in @dst
@@ -1949,12 +2055,20 @@ static void migrate_device_unmap(unsigned long *src_pfns, unsigned long npages)
  * is in use, can be locked at once and is not held by anybody else is
  * locked, unmapped from every process and gets
  * ``migrate_pfn(pfn) | MIGRATE_PFN_MIGRATE`` in @src_pfns; the others get 0
- * (a driver that must empty its memory retries those). A large folio is
- * split first, the PMDs that map it too, so its pages come back as base
- * pages; its tail page frames count as in use only after the split, so a
- * range should list them after the folio's first page frame. The driver then
- * allocates destinations, copies, and calls migrate_device_pages() and
- * migrate_device_finalize().
+ * (a driver that must empty its memory retries those).
+ *
+ * A PMD-sized folio whose page frames all lie in the range, in order, is
+ * taken whole, as upstream does: its first entry gets MIGRATE_PFN_COMPOUND
+ * too and the HPAGE_PMD_NR - 1 after it are 0. The driver answers as for
+ * migrate_vma_setup() with MIGRATE_VMA_SELECT_COMPOUND: a PMD-sized folio
+ * flagged MIGRATE_PFN_COMPOUND in @dst, which each PMD or pte that mapped
+ * the source then maps, or base pages, for which the source is split. Any
+ * other large folio is split first, the PMDs that map it too, so its pages
+ * come back as base pages; its tail page frames count as in use only after
+ * the split, so a range should list them after the folio's first page
+ * frame. No 6.12 driver creates large device folios, so none meets a
+ * compound entry here. The driver then allocates destinations, copies, and
+ * calls migrate_device_pages() and migrate_device_finalize().
  *
  * Context: Process context, no mmap_lock needed. May sleep.
  * Return: 0.
@@ -1976,7 +2090,9 @@ EXPORT_SYMBOL(migrate_device_range);
  *            return, the source entries as migrate_device_range() fills them
  * @npages: number of entries
  *
- * Like migrate_device_range() for page frames that need not be contiguous.
+ * Like migrate_device_range() for page frames that need not be contiguous:
+ * a PMD-sized folio becomes a compound entry where the list holds all its
+ * page frames in order, one after the other.
  *
  * Context: Process context, no mmap_lock needed. May sleep.
  * Return: 0.
@@ -1985,8 +2101,8 @@ int migrate_device_pfns(unsigned long *src_pfns, unsigned long npages)
 {
 	unsigned long i;
 
-	for (i = 0; i < npages; i++)
-		src_pfns[i] = migrate_collect_pfn(src_pfns[i]);
+	for (i = 0; i < npages; )
+		i += migrate_collect_pfn(src_pfns, i, npages);
 	migrate_device_unmap(src_pfns, npages);
 	return 0;
 }

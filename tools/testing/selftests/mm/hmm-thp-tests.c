@@ -3,7 +3,9 @@
  * Device-private THP through the test_hmm dummy driver: whole 2 MiB folios
  * migrated to device memory and back, and every mm path that meets a
  * device-private PMD afterwards (CPU fault, munmap of part, mremap, fork,
- * mprotect, MADV_FREE), with the data checked at each step.
+ * mprotect, MADV_FREE, eviction of the device's memory), with the data
+ * checked at each step. A forked child that shares the buffer checks what
+ * it sees of a migration the parent started.
  *
  * The driver migrates with MIGRATE_VMA_SELECT_COMPOUND; the snapshot tells
  * whether a PMD was mapped whole (HMM_DMIRROR_PROT_PMD). Where the kernel
@@ -221,6 +223,17 @@ static void fail_next_alloc(struct __test_metadata *_metadata,
 {
 	ASSERT_EQ(0, dmirror_cmd(self->fd, HMM_DMIRROR_FLAGS, self->buf, NULL,
 				 HMM_DMIRROR_FLAG_FAIL_ALLOC, NULL));
+}
+
+/*
+ * Evict all of the device's memory (HMM_DMIRROR_RELEASE), through
+ * migrate_device_range(), the way a driver empties its memory on unbind.
+ */
+static void release(struct __test_metadata *_metadata,
+		    struct _test_data_thp *self)
+{
+	ASSERT_EQ(0, dmirror_cmd(self->fd, HMM_DMIRROR_RELEASE, self->buf,
+				 NULL, npages, NULL));
 }
 
 /* Every page is on the device; as one PMD if @huge. */
@@ -478,10 +491,9 @@ TEST_F(thp, cpu_fault_on_shared_device_thp_brings_back_whole_thp)
 }
 
 /*
- * Without a device THP, a THP a forked child maps too is not split under
- * the child's migration entries: the driver's second pass, without
- * MIGRATE_VMA_SELECT_COMPOUND, splits it with its mappings and moves every
- * page, and the child finds each on the device.
+ * Without a device THP, a THP a forked child maps too is split with the
+ * child's migration entries, and every page moves: the child finds each on
+ * the device.
  */
 TEST_F(thp, fail_alloc_thp_shared_with_child_splits)
 {
@@ -527,6 +539,76 @@ TEST_F(thp, fail_alloc_cpu_fault_on_shared_device_thp_brings_back_one_page)
 	ASSERT_FALSE(pmd);
 	sharer_done(_metadata, &child);
 	ASSERT_EQ(-1, first_bad(self->buf, 0, THP_SIZE / sizeof(long), 18));
+}
+
+/* Eviction hands a device THP over whole: it comes back as one THP. */
+TEST_F(thp, release_brings_back_whole_thp)
+{
+	bool huge;
+
+	fill(self->buf, THP_SIZE / sizeof(long), 19);
+	huge = starts_huge(_metadata, self);
+	to_device(_metadata, self, 19);
+	expect_on_device(_metadata, self, huge);
+	release(_metadata, self);
+	expect_in_system(_metadata, self, huge);
+	ASSERT_EQ(-1, first_bad(self->buf, 0, THP_SIZE / sizeof(long), 19));
+}
+
+/* Without a THP, eviction splits the device folio: base pages come back. */
+TEST_F(thp, fail_alloc_release_splits)
+{
+	bool pmd;
+
+	fill(self->buf, THP_SIZE / sizeof(long), 20);
+	to_device(_metadata, self, 20);
+	fail_next_alloc(_metadata, self);
+	release(_metadata, self);
+	ASSERT_EQ(npages, count_type(_metadata, self, 0, &pmd));
+	ASSERT_FALSE(pmd);
+	ASSERT_EQ(-1, first_bad(self->buf, 0, THP_SIZE / sizeof(long), 20));
+}
+
+/* Eviction of a device THP a forked child maps too: a THP for both. */
+TEST_F(thp, release_of_shared_device_thp_brings_back_whole_thp)
+{
+	struct sharer child = { .type = 0, .count = npages, .seed = 21 };
+	bool huge;
+
+	fill(self->buf, THP_SIZE / sizeof(long), 21);
+	huge = starts_huge(_metadata, self);
+	child.pmd = huge;
+	to_device(_metadata, self, 21);
+	fork_sharer(_metadata, self, &child);
+	release(_metadata, self);
+	expect_in_system(_metadata, self, huge);
+	sharer_done(_metadata, &child);
+	ASSERT_EQ(-1, first_bad(self->buf, 0, THP_SIZE / sizeof(long), 21));
+}
+
+/*
+ * Without a THP, eviction of a device THP a forked child maps too splits
+ * it under both processes' migration entries: base pages for both.
+ */
+TEST_F(thp, fail_alloc_release_of_shared_device_thp_splits)
+{
+	struct sharer child = {
+		.type = 0,
+		.count = npages,
+		.pmd = false,
+		.seed = 22,
+	};
+	bool pmd;
+
+	fill(self->buf, THP_SIZE / sizeof(long), 22);
+	to_device(_metadata, self, 22);
+	fork_sharer(_metadata, self, &child);
+	fail_next_alloc(_metadata, self);
+	release(_metadata, self);
+	ASSERT_EQ(npages, count_type(_metadata, self, 0, &pmd));
+	ASSERT_FALSE(pmd);
+	sharer_done(_metadata, &child);
+	ASSERT_EQ(-1, first_bad(self->buf, 0, THP_SIZE / sizeof(long), 22));
 }
 
 /* mprotect of a device THP to read-only: reads work, writes fault. */
