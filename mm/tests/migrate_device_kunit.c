@@ -3522,6 +3522,91 @@ static void migrate_device_range_restores_pages_without_destination(struct kunit
 }
 
 /*
+ * Evicts the device-private folio mapped by the PMD at @addr: checks that
+ * migrate_device_range() made it one compound entry, the entries after it
+ * 0, and replaced its PMD by a migration entry.
+ */
+static struct mdk_eviction *mdk_evict_device_pmd(struct kunit *test,
+						 unsigned long addr,
+						 struct folio *folio)
+{
+	struct mdk_eviction *e = mdk_new_eviction(test, HPAGE_PMD_NR);
+	unsigned long k;
+
+	mdk_evict_range(test, e, folio_pfn(folio));
+	memset(e->dst, 0, HPAGE_PMD_NR * sizeof(*e->dst));
+	KUNIT_EXPECT_EQ(test, e->src[0] & ~MIGRATE_PFN_WRITE,
+			migrate_pfn(folio_pfn(folio)) | MIGRATE_PFN_MIGRATE |
+			MIGRATE_PFN_COMPOUND);
+	for (k = 1; k < HPAGE_PMD_NR; k++)
+		KUNIT_EXPECT_EQ_MSG(test, e->src[k], 0, "src[%lu]", k);
+	KUNIT_EXPECT_TRUE(test, is_pmd_migration_entry(mdk_pmd_at(test, addr)));
+	return e;
+}
+
+/*
+ * migrate_device_range() hands a device-private folio the range covers
+ * over whole: given a THP, the folio comes back as one, mapped by the PMD
+ * that mapped the device folio, data intact, device memory freed.
+ */
+static void migrate_device_range_moves_device_thp_whole(struct kunit *test)
+{
+	struct mdk_device *dev = mdk_device(test, MDK_PRIVATE);
+	struct folio *folio, *thp;
+	struct mdk_eviction *e;
+	unsigned long addr, k;
+
+	addr = mdk_map_new_device_pmd(test, dev, &folio);
+	e = mdk_evict_device_pmd(test, addr, folio);
+	thp = mdk_system_alloc_thp(test);
+	for (k = 0; k < HPAGE_PMD_NR; k++)
+		copy_highpage(mdk_data_page(folio_page(thp, k)),
+			      mdk_data_page(folio_page(folio, k)));
+	e->dst[0] = migrate_pfn(folio_pfn(thp)) | MIGRATE_PFN_COMPOUND;
+	migrate_device_pages(e->src, e->dst, HPAGE_PMD_NR);
+	e->pages_done = true;
+	KUNIT_EXPECT_TRUE(test, e->src[0] & MIGRATE_PFN_MIGRATE);
+	kunit_release_action(test, mdk_eviction_close, e);
+
+	KUNIT_EXPECT_TRUE(test, mdk_pmd_maps_thp(test, addr, thp));
+	mdk_expect_pmd_back_in_system(test, dev, addr);
+}
+
+/*
+ * Given base pages for a compound entry of migrate_device_range(), the
+ * device folio is split under its migration entries: every page comes
+ * back to its own system page, mapped by a pte, data intact.
+ */
+static void migrate_device_range_splits_device_thp_for_base_pages(struct kunit *test)
+{
+	struct mdk_device *dev = mdk_device(test, MDK_PRIVATE);
+	struct folio *folio;
+	struct mdk_eviction *e;
+	unsigned long addr, k;
+
+	addr = mdk_map_new_device_pmd(test, dev, &folio);
+	e = mdk_evict_device_pmd(test, addr, folio);
+	for (k = 0; k < HPAGE_PMD_NR; k++) {
+		struct page *dpage = mdk_system_alloc();
+
+		KUNIT_ASSERT_NOT_NULL(test, dpage);
+		copy_highpage(mdk_data_page(dpage),
+			      mdk_data_page(folio_page(folio, k)));
+		e->dst[k] = migrate_pfn(page_to_pfn(dpage));
+	}
+	migrate_device_pages(e->src, e->dst, HPAGE_PMD_NR);
+	e->pages_done = true;
+	KUNIT_EXPECT_EQ(test, mdk_count_migrating(e->src, HPAGE_PMD_NR),
+			HPAGE_PMD_NR);
+	kunit_release_action(test, mdk_eviction_close, e);
+
+	for (k = 0; k < HPAGE_PMD_NR; k++)
+		mdk_expect_mapped_once(test, mdk_page_addr(addr, k),
+				       migrate_pfn_to_page(e->dst[k]), 1);
+	mdk_expect_pmd_back_in_system(test, dev, addr);
+}
+
+/*
  * migrate_device_pfns() takes an array of raw device pfns, in any order, and
  * encodes it in place like migrate_device_range().
  */
@@ -3628,6 +3713,8 @@ static struct kunit_case migrate_device_test_cases[] = {
 	KUNIT_CASE(migrate_device_range_collects_used_pages_only),
 	KUNIT_CASE(migrate_device_range_skips_locked_page),
 	KUNIT_CASE(migrate_device_range_restores_pages_without_destination),
+	KUNIT_CASE(migrate_device_range_moves_device_thp_whole),
+	KUNIT_CASE(migrate_device_range_splits_device_thp_for_base_pages),
 	KUNIT_CASE(migrate_device_pfns_collects_used_pages_only),
 	KUNIT_CASE(migrate_device_pfns_skips_locked_page),
 	KUNIT_CASE(zone_device_folio_init_builds_large_folio),
