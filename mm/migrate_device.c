@@ -1630,11 +1630,12 @@ static void migrate_end_split(unsigned long pfn, unsigned long nr, bool split)
 /*
  * Split the unmapped compound source @folio of the PMD at @addr, and each
  * PMD migration entry of it into one pte migration entry per page, unless
- * MADV_DONTNEED zapped or split that meanwhile. In the range the folio goes
- * first, under the PMD lock: if it cannot be split (a transient reference
- * is enough), the PMD stays whole for finalize to map it back as it was.
- * Other processes' PMDs are split first, through the rmap: finalize maps
- * the ptes back whether or not the folio could be split.
+ * MADV_DONTNEED zapped or split that meanwhile. The folio goes first, under
+ * the PMD lock: if it cannot be split (a transient reference is enough),
+ * every PMD stays whole for finalize to map it back as it was. The PMDs of
+ * other processes are found through the rmap of the folio's first page: a
+ * PMD migration entry refers to that page, and a process that meets one
+ * meanwhile waits for the page's lock, which the migration holds.
  */
 static int migrate_split_unmapped(struct vm_area_struct *vma,
 				  unsigned long addr, struct folio *folio,
@@ -1649,11 +1650,8 @@ static int migrate_split_unmapped(struct vm_area_struct *vma,
 	pmd_t *pmdp = NULL;
 	int ret;
 
-	if (elsewhere) {
-		if (!migrate_reserve_split(folio))
-			return -ENOMEM;
-		rmap_walk(folio, &rwc);
-	}
+	if (elsewhere && !migrate_reserve_split(folio))
+		return -ENOMEM;
 	if (vma)
 		pmdp = migrate_find_pmd(vma->vm_mm, addr);
 	if (pmdp) {
@@ -1665,8 +1663,12 @@ static int migrate_split_unmapped(struct vm_area_struct *vma,
 	} else {
 		ret = split_unmapped_folio(folio, refs);
 	}
-	if (elsewhere)
-		migrate_end_split(pfn, nr, !ret);
+	if (!elsewhere)
+		return ret;
+	/* @folio is now the folio of the first page alone. */
+	if (!ret)
+		rmap_walk(folio, &rwc);
+	migrate_end_split(pfn, nr, !ret);
 	return ret;
 }
 
@@ -1678,8 +1680,7 @@ static int migrate_split_unmapped(struct vm_area_struct *vma,
  * Each new folio is locked and holds the reference of its entry, the fault
  * page's one more for the fault path. Returns false if the driver gave
  * nothing, or something else than base pages, or if the folio could not be
- * split: finalize then maps the entry back whole (or by ptes, where the
- * split of a PMD went through).
+ * split: finalize then maps the entry back whole.
  */
 static bool migrate_split_src(struct migrate_vma *migrate, unsigned long i)
 {
