@@ -1492,6 +1492,7 @@ enum {
 
 struct fork_test {
 	unsigned long *buf;
+	unsigned long npages;
 	unsigned long *bounce[2];
 	unsigned long seed;
 	int fd[2];
@@ -1504,11 +1505,11 @@ static void fork_migrate(struct worker *w, struct fork_test *t)
 
 	do {
 		ret = dmirror_cmd(t->fd[0], HMM_DMIRROR_MIGRATE_TO_DEV, t->buf,
-				  t->bounce[0], FORK_PAGES, NULL);
+				  t->bounce[0], t->npages, NULL);
 		if (ret && ret != -ENOENT)
 			worker_fail(w, "migrate to device: %d", ret);
 		ret = dmirror_cmd(t->fd[0], HMM_DMIRROR_MIGRATE_TO_SYS, t->buf,
-				  NULL, FORK_PAGES, NULL);
+				  NULL, t->npages, NULL);
 		if (ret)
 			worker_fail(w, "migrate to system: %d", ret);
 		count_up(&t->migrations);
@@ -1520,7 +1521,7 @@ static void fork_cpu_read(struct worker *w, struct fork_test *t)
 	long bad;
 
 	do {
-		bad = first_bad(t->buf, 0, FORK_PAGES * words_per_page, t->seed, 0,
+		bad = first_bad(t->buf, 0, t->npages * words_per_page, t->seed, 0,
 				SLOTS_IGNORED);
 		if (bad >= 0)
 			worker_fail(w, "parent reads word %ld wrong", bad);
@@ -1534,14 +1535,14 @@ static void fork_device_read(struct worker *w, struct fork_test *t)
 
 	do {
 		ret = dmirror_cmd(t->fd[1], HMM_DMIRROR_READ, t->buf, t->bounce[1],
-				  FORK_PAGES, NULL);
+				  t->npages, NULL);
 		if (ret == -EBUSY)
 			continue;
 		if (ret) {
 			worker_fail(w, "device read: %d", ret);
 			continue;
 		}
-		bad = first_bad(t->bounce[1], 0, FORK_PAGES * words_per_page,
+		bad = first_bad(t->bounce[1], 0, t->npages * words_per_page,
 				t->seed, 0, SLOTS_IGNORED);
 		if (bad >= 0)
 			worker_fail(w, "device read word %ld wrong", bad);
@@ -1609,7 +1610,7 @@ static const char *const child_result_name[] = {
 static int fork_child_work(struct fork_test *t, unsigned long seed,
 			   const char *path, bool coherent)
 {
-	unsigned long nwords = FORK_PAGES * words_per_page;
+	unsigned long nwords = t->npages * words_per_page;
 	unsigned long *own, *copy, cpages = 0;
 	int fd;
 
@@ -1625,24 +1626,24 @@ static int fork_child_work(struct fork_test *t, unsigned long seed,
 	 * a page of the parent's device, which the child's device does not
 	 * take from system memory. Move a fresh copy instead.
 	 */
-	own = map_pages(FORK_PAGES);
-	copy = map_pages(FORK_PAGES);
+	own = map_pages(t->npages);
+	copy = map_pages(t->npages);
 	if (own == MAP_FAILED || copy == MAP_FAILED)
 		return CHILD_NO_MEMORY;
-	memcpy(own, t->buf, FORK_PAGES * page_size);
+	memcpy(own, t->buf, t->npages * page_size);
 
 	fd = open(path, O_RDWR);
 	if (fd < 0)
 		return CHILD_OPEN_FAILED;
-	if (dmirror_cmd(fd, HMM_DMIRROR_MIGRATE_TO_DEV, own, copy, FORK_PAGES,
+	if (dmirror_cmd(fd, HMM_DMIRROR_MIGRATE_TO_DEV, own, copy, t->npages,
 			&cpages))
 		return CHILD_MIGRATE_FAILED;
-	if (cpages != FORK_PAGES)
+	if (cpages != t->npages)
 		return CHILD_MIGRATE_SHORT;
 	if (first_bad(copy, 0, nwords, seed, 0, SLOTS_IGNORED) >= 0)
 		return CHILD_DEVICE_COPY_WRONG;
 	if (coherent && (dmirror_cmd(fd, HMM_DMIRROR_MIGRATE_TO_SYS, own, NULL,
-				     FORK_PAGES, &cpages) || cpages != FORK_PAGES))
+				     t->npages, &cpages) || cpages != t->npages))
 		return CHILD_MIGRATE_BACK_FAILED;
 	if (first_bad(own, 0, nwords, seed, 0, SLOTS_IGNORED) >= 0)
 		return CHILD_DATA_LOST;
@@ -1694,14 +1695,29 @@ static int reap_children(pid_t *pids, int *status, int n, double deadline)
 	return late;
 }
 
-/*
- * fork() while the parent's buffer migrates to the device and back: the
- * children inherit device entries, migration entries or shared pages,
- * depending on when they are forked. Both sides must keep their data.
- */
-TEST_F_TIMEOUT(stress, migrate_vs_fork, TEST_BOUND_S)
+/* The buffer a round of fork_race() migrates: @npages pages, a THP if @thp. */
+static unsigned long *fork_buffer(unsigned long npages, bool thp)
 {
-	unsigned long nwords = FORK_PAGES * words_per_page;
+	void *buf;
+
+	if (!thp)
+		return map_pages(npages);
+	buf = map_aligned(npages * page_size);
+	if (buf != MAP_FAILED)
+		madvise(buf, npages * page_size, MADV_HUGEPAGE);
+	return buf;
+}
+
+/*
+ * fork() while the parent's buffer of @npages pages (a THP if @thp)
+ * migrates to the device and back: the children inherit device entries,
+ * migration entries or shared pages, as ptes or as PMDs, depending on when
+ * they are forked. Both sides must keep their data.
+ */
+static void fork_race(struct __test_metadata *_metadata, struct devices *dev,
+		      unsigned long npages, bool thp)
+{
+	unsigned long nwords = npages * words_per_page;
 	int status[FORK_CHILDREN], round, c, i, late;
 	pid_t pids[FORK_CHILDREN];
 	unsigned long *done, migrations;
@@ -1713,25 +1729,26 @@ TEST_F_TIMEOUT(stress, migrate_vs_fork, TEST_BOUND_S)
 
 	t = calloc(1, sizeof(*t));
 	ASSERT_NE(NULL, t);
+	t->npages = npages;
 	for (i = 0; i < 2; i++) {
-		t->bounce[i] = map_pages(FORK_PAGES);
+		t->bounce[i] = map_pages(npages);
 		ASSERT_NE(MAP_FAILED, t->bounce[i]);
-		t->fd[i] = self->dev.fd[i];
+		t->fd[i] = dev->fd[i];
 	}
 	done = mmap(NULL, page_size, PROT_READ | PROT_WRITE,
 		    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	ASSERT_NE(MAP_FAILED, done);
-	device_path(path, sizeof(path), self->dev.unit[1]);
+	device_path(path, sizeof(path), dev->unit[1]);
 
 	for (round = 0; round < FORK_ROUNDS; round++) {
-		t->buf = map_pages(FORK_PAGES);
+		t->buf = fork_buffer(npages, thp);
 		ASSERT_NE(MAP_FAILED, t->buf);
 		t->seed = 600 + round;
 		t->migrations = 0;
 		*done = 0;
 		fill(t->buf, nwords, t->seed);
-		migrate_to_device_checked(_metadata, self->dev.fd[0], t->buf,
-					  FORK_PAGES, t->seed, variant->local);
+		migrate_to_device_checked(_metadata, dev->fd[0], t->buf,
+					  npages, t->seed, dev->local);
 
 		ASSERT_EQ(0, crew_start(&crew, FORK_THREADS, fork_worker, t));
 		start = crew_release(&crew);
@@ -1744,7 +1761,7 @@ TEST_F_TIMEOUT(stress, migrate_vs_fork, TEST_BOUND_S)
 			ASSERT_GE(pids[c], 0);
 			if (!pids[c])
 				_exit(fork_child(t, 700 + round * FORK_CHILDREN + c,
-						 path, variant->coherent, done));
+						 path, dev->coherent, done));
 		}
 		late = reap_children(pids, status, FORK_CHILDREN,
 				     start + ROUND_BOUND_S);
@@ -1768,10 +1785,25 @@ TEST_F_TIMEOUT(stress, migrate_vs_fork, TEST_BOUND_S)
 		bad = first_bad(t->buf, 0, nwords, t->seed, 0, SLOTS_IGNORED);
 		ASSERT_EQ(-1, bad)
 			TH_LOG("parent word %ld: 0x%lx", bad, t->buf[bad]);
-		expect_device_sees(_metadata, self->dev.fd[0], t->buf, 0, FORK_PAGES,
+		expect_device_sees(_metadata, dev->fd[0], t->buf, 0, npages,
 				   t->seed, 0);
-		munmap(t->buf, FORK_PAGES * page_size);
+		munmap(t->buf, npages * page_size);
 	}
+}
+
+TEST_F_TIMEOUT(stress, migrate_vs_fork, TEST_BOUND_S)
+{
+	fork_race(_metadata, &self->dev, FORK_PAGES, false);
+}
+
+/*
+ * The same with a THP: the driver migrates it whole, so children fork off
+ * device-private PMDs and PMD migration entries, and the parent's later
+ * migrations unmap and remap the children's PMDs through the rmap.
+ */
+TEST_F_TIMEOUT(stress, migrate_vs_fork_thp, TEST_BOUND_S)
+{
+	fork_race(_metadata, &self->dev, THP_SIZE / page_size, true);
 }
 
 TEST_HARNESS_MAIN
