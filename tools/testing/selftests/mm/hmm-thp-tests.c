@@ -422,6 +422,46 @@ TEST_F(thp, mremap_moves_device_thp)
 	ASSERT_EQ(-1, first_bad(self->buf, 0, THP_SIZE / sizeof(long), 4));
 }
 
+/* A THP that mremap moved goes to the device and back whole. */
+TEST_F(thp, mremap_then_migrate_whole)
+{
+	unsigned long *target = map_thp(THP_SIZE), *moved;
+	bool huge;
+
+	ASSERT_NE(MAP_FAILED, target);
+	fill(self->buf, THP_SIZE / sizeof(long), 23);
+	moved = mremap(self->buf, THP_SIZE, THP_SIZE,
+		       MREMAP_MAYMOVE | MREMAP_FIXED, target);
+	ASSERT_EQ(target, moved);
+	self->buf = moved;
+	huge = starts_huge(_metadata, self);
+	to_device(_metadata, self, 23);
+	expect_on_device(_metadata, self, huge);
+	to_system(_metadata, self);
+	expect_in_system(_metadata, self, huge);
+	ASSERT_EQ(-1, first_bad(self->buf, 0, THP_SIZE / sizeof(long), 23));
+}
+
+/*
+ * MADV_DONTNEED drops a device THP whole: nothing is mapped or counted
+ * afterwards, and the range reads back as zeroes.
+ */
+TEST_F(thp, madv_dontneed_drops_device_thp)
+{
+	unsigned long i;
+
+	fill(self->buf, THP_SIZE / sizeof(long), 24);
+	to_device(_metadata, self, 24);
+	ASSERT_EQ(0, madvise(self->buf, THP_SIZE, MADV_DONTNEED));
+	ASSERT_EQ(0, smaps_kb(self->buf, "Rss"));
+	ASSERT_EQ(0, dmirror_cmd(self->fd, HMM_DMIRROR_SNAPSHOT, self->buf,
+				 self->prot, npages, NULL));
+	for (i = 0; i < npages; i++)
+		ASSERT_EQ(HMM_DMIRROR_PROT_NONE, self->prot[i]);
+	for (i = 0; i < THP_SIZE / sizeof(long); i++)
+		ASSERT_EQ(0, self->buf[i]);
+}
+
 /* After fork both sides read the device THP and write their own copy. */
 TEST_F(thp, fork_shares_device_thp_then_both_write)
 {
