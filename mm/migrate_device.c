@@ -175,10 +175,13 @@ static bool migrate_hold_anon_vma(struct folio *folio)
 	return false;
 }
 
-/* Was @folio unmapped through the rmap, and not only in the range? */
-static bool migrate_unmapped_elsewhere(struct folio *folio)
+/*
+ * Was the source page at @pfn unmapped through the rmap, and not only in
+ * the range?
+ */
+static bool migrate_unmapped_elsewhere(unsigned long pfn)
 {
-	return xa_load(&migrate_anon_vmas, folio_pfn(folio));
+	return xa_load(&migrate_anon_vmas, pfn);
 }
 
 /*
@@ -195,7 +198,7 @@ static void migrate_remap_held(struct page *src, struct page *page)
 	 * lock, which every migration in the system shares; the locked source
 	 * page means no one else can store at this index meanwhile.
 	 */
-	if (!xa_load(&migrate_anon_vmas, pfn))
+	if (!migrate_unmapped_elsewhere(pfn))
 		return;
 	entry = xa_erase(&migrate_anon_vmas, pfn);
 	remove_migration_ptes(page_folio(src), page_folio(page), 0);
@@ -1583,6 +1586,15 @@ static bool migrate_split_entry_pmd(struct folio *folio,
 	return true;
 }
 
+/* Drop the reservations migrate_reserve_split() made below @pfn + @end. */
+static void migrate_unreserve_split(unsigned long pfn, unsigned long end)
+{
+	unsigned long k;
+
+	for (k = 1; k < end; k++)
+		xa_release(&migrate_anon_vmas, pfn + k);
+}
+
 /*
  * Before @folio, unmapped through the rmap, is split: reserve an entry in
  * migrate_anon_vmas for each of its pages after the first, so that once
@@ -1600,8 +1612,7 @@ static bool migrate_reserve_split(struct folio *folio)
 	}
 	if (k == folio_nr_pages(folio))
 		return true;
-	while (--k)
-		xa_release(&migrate_anon_vmas, pfn + k);
+	migrate_unreserve_split(pfn, k);
 	return false;
 }
 
@@ -1616,11 +1627,11 @@ static void migrate_end_split(unsigned long pfn, unsigned long nr, bool split)
 	void *entry = xa_load(&migrate_anon_vmas, pfn);
 	unsigned long k;
 
+	if (!split) {
+		migrate_unreserve_split(pfn, nr);
+		return;
+	}
 	for (k = 1; k < nr; k++) {
-		if (!split) {
-			xa_release(&migrate_anon_vmas, pfn + k);
-			continue;
-		}
 		if (!xa_is_value(entry))
 			get_anon_vma(entry);
 		xa_store(&migrate_anon_vmas, pfn + k, entry, GFP_NOWAIT);
@@ -1642,7 +1653,7 @@ static int migrate_split_unmapped(struct vm_area_struct *vma,
 				  int refs)
 {
 	unsigned long pfn = folio_pfn(folio), nr = folio_nr_pages(folio);
-	bool elsewhere = migrate_unmapped_elsewhere(folio);
+	bool elsewhere = migrate_unmapped_elsewhere(pfn);
 	struct rmap_walk_control rwc = {
 		.rmap_one = migrate_split_entry_pmd,
 	};
