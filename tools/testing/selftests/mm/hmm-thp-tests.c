@@ -258,6 +258,16 @@ static void expect_in_system(struct __test_metadata *_metadata,
 		ASSERT_TRUE(pmd);
 }
 
+/* Every page is in system memory, as base pages: the folio was split. */
+static void expect_split_in_system(struct __test_metadata *_metadata,
+				   struct _test_data_thp *self)
+{
+	bool pmd;
+
+	ASSERT_EQ(npages, count_type(_metadata, self, 0, &pmd));
+	ASSERT_FALSE(pmd);
+}
+
 /* ---- a forked child that maps the buffer too ------------------------- */
 
 /* What a child is to find in its own mapping of the buffer. */
@@ -598,14 +608,11 @@ TEST_F(thp, release_brings_back_whole_thp)
 /* Without a THP, eviction splits the device folio: base pages come back. */
 TEST_F(thp, fail_alloc_release_splits)
 {
-	bool pmd;
-
 	fill(self->buf, THP_SIZE / sizeof(long), 20);
 	to_device(_metadata, self, 20);
 	fail_next_alloc(_metadata, self);
 	release(_metadata, self);
-	ASSERT_EQ(npages, count_type(_metadata, self, 0, &pmd));
-	ASSERT_FALSE(pmd);
+	expect_split_in_system(_metadata, self);
 	ASSERT_EQ(-1, first_bad(self->buf, 0, THP_SIZE / sizeof(long), 20));
 }
 
@@ -638,15 +645,13 @@ TEST_F(thp, fail_alloc_release_of_shared_device_thp_splits)
 		.pmd = false,
 		.seed = 22,
 	};
-	bool pmd;
 
 	fill(self->buf, THP_SIZE / sizeof(long), 22);
 	to_device(_metadata, self, 22);
 	fork_sharer(_metadata, self, &child);
 	fail_next_alloc(_metadata, self);
 	release(_metadata, self);
-	ASSERT_EQ(npages, count_type(_metadata, self, 0, &pmd));
-	ASSERT_FALSE(pmd);
+	expect_split_in_system(_metadata, self);
 	sharer_done(_metadata, &child);
 	ASSERT_EQ(-1, first_bad(self->buf, 0, THP_SIZE / sizeof(long), 22));
 }
@@ -688,14 +693,11 @@ TEST_F(thp, fail_alloc_to_device_splits)
 /* Without a THP the device folio is split and comes back page by page. */
 TEST_F(thp, fail_alloc_to_system_splits)
 {
-	bool pmd;
-
 	fill(self->buf, THP_SIZE / sizeof(long), 12);
 	to_device(_metadata, self, 12);
 	fail_next_alloc(_metadata, self);
 	to_system(_metadata, self);
-	ASSERT_EQ(npages, count_type(_metadata, self, 0, &pmd));
-	ASSERT_FALSE(pmd);
+	expect_split_in_system(_metadata, self);
 	ASSERT_EQ(-1, first_bad(self->buf, 0, THP_SIZE / sizeof(long), 12));
 }
 
