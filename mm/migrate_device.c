@@ -218,7 +218,7 @@ struct migrate_collect {
 	bool unmap;
 	/* Some source page was refused after its pte was replaced. */
 	bool refused;
-	/* A large device-private folio met on a pte, to split first. */
+	/* A large folio met on a pte, to split first. */
 	struct folio *split;
 	/* The last folio that could not be split: its pages stay. */
 	struct folio *unsplit;
@@ -344,7 +344,8 @@ static pte_t migrate_entry_pte(struct page *page, pte_t pte, bool writable,
  * Take a reference on a mapped source folio and lock it, without sleeping:
  * two migrations could otherwise each hold a page the other waits for.
  * Migration is best effort, a busy page is simply left out. Large folios
- * mapped by ptes, and pages without a mapping, stay too.
+ * that collect could not split (see migrate_wants_split()), and pages
+ * without a mapping, stay too.
  */
 static bool migrate_grab_folio(const struct migrate_vma *migrate,
 			       struct folio *folio)
@@ -442,6 +443,22 @@ static unsigned long migrate_check_private(struct migrate_collect *collect,
 	return mpfn;
 }
 
+/*
+ * The engine moves base pages, or whole PMD-mapped folios: a large folio
+ * that ptes map must be split first. Record it for migrate_collect_pmd(),
+ * which splits it outside the page table lock, unless it already failed to
+ * split once: then it stays where it is.
+ */
+static bool migrate_wants_split(struct migrate_collect *collect,
+				struct folio *folio)
+{
+	if (likely(!folio_test_large(folio)) || folio == collect->unsplit)
+		return false;
+	collect->split = folio;
+	folio_get(folio);
+	return true;
+}
+
 /* Decide what to do with the page mapped at @addr and return its entry. */
 static unsigned long migrate_collect_pte(struct migrate_collect *collect,
 					 unsigned long addr, pte_t *ptep,
@@ -470,6 +487,14 @@ static unsigned long migrate_collect_pte(struct migrate_collect *collect,
 		page = migrate_present_page(migrate, addr, pte);
 		if (!page)
 			return 0;
+		/*
+		 * An anonymous large folio mapped by ptes: an mTHP, or a THP
+		 * after a partial munmap(), mprotect() or mremap(). Page cache
+		 * folios cannot go to device memory, so they are not split.
+		 */
+		if (folio_test_anon(page_folio(page)) &&
+		    migrate_wants_split(collect, page_folio(page)))
+			return 0;
 		/* Still to isolate from the LRU, or a coherent page to check. */
 		collect->unmap = true;
 		return migrate_unmap_pte(migrate, addr, ptep, ptl, pte, page,
@@ -480,12 +505,8 @@ static unsigned long migrate_collect_pte(struct migrate_collect *collect,
 	page = migrate_private_page(migrate, entry);
 	if (!page)
 		return 0;
-	if (unlikely(folio_test_large(page_folio(page))) &&
-	    page_folio(page) != collect->unsplit) {
-		collect->split = page_folio(page);
-		folio_get(collect->split);
+	if (migrate_wants_split(collect, page_folio(page)))
 		return 0;
-	}
 	mpfn = migrate_unmap_pte(migrate, addr, ptep, ptl, pte, page,
 				 is_writable_device_private_entry(entry), flush);
 	return migrate_check_private(collect, mpfn, page_folio(page));
@@ -751,9 +772,9 @@ again:
 	pte_unmap_unlock(mapped, ptl);
 
 	/*
-	 * A large device folio was split off a PMD and is mapped by ptes:
-	 * split it too, then go on from the pte that met it, whose page
-	 * is now a base page, or a page of a folio left alone.
+	 * A pte mapped a page of a large folio: split the folio, then go on
+	 * from that pte, whose page is now a base page, or a page of a folio
+	 * left alone.
 	 */
 	if (collect->split) {
 		if (!migrate_split_folio(migrate, collect->split))
@@ -1922,11 +1943,14 @@ static int migrate_vma_check_args(const struct migrate_vma *args)
  *   (the latter with MIGRATE_VMA_SELECT_SYSTEM) in an anonymous VMA: the
  *   driver may allocate memory for it.
  * - 0 for everything else, including pages that could not be locked, are
- *   pinned or otherwise referenced, or are large: those stay mapped and
- *   untouched.
+ *   pinned or otherwise referenced, or are of a large folio that could not
+ *   be split: those stay mapped and untouched.
  *
  * @cpages counts the pages of the entries marked MIGRATE_PFN_MIGRATE and
- * @npages the entries of the range. A PMD-mapped THP is split first.
+ * @npages the entries of the range. A large anonymous folio, mapped by a
+ * PMD or by ptes (an mTHP, or a THP after a partial munmap(), mprotect() or
+ * mremap()), is split first, as upstream does; 6.12 left one mapped by
+ * ptes out.
  *
  * With MIGRATE_VMA_SELECT_COMPOUND, a PMD that lies wholly in the range of
  * an anonymous VMA that may hold THPs is collected as one entry flagged

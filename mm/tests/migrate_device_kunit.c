@@ -3049,6 +3049,94 @@ static void migrate_vma_compound_moves_thp_to_device_and_back(struct kunit *test
 }
 
 /*
+ * A new THP with the pattern of each address, mapped by ptes as a partial
+ * munmap(), mprotect() or mremap() leaves one: its PMD is split, the folio
+ * stays whole.
+ */
+static unsigned long mdk_map_pte_mapped_thp(struct kunit *test,
+					    struct folio **thp)
+{
+	/* The case's first mapping gives the kthread its mm. */
+	unsigned long addr = mdk_map_new_thp(test, thp);
+	struct mm_struct *mm = current->mm;
+
+	mmap_read_lock(mm);
+	split_huge_pmd_address(vma_lookup(mm, addr), addr, false, NULL);
+	mmap_read_unlock(mm);
+	KUNIT_ASSERT_PTR_EQ(test, mdk_page_at(test, mdk_page_addr(addr, 1)),
+			    folio_page(*thp, 1));
+	KUNIT_ASSERT_EQ(test, folio_order(*thp), HPAGE_PMD_ORDER);
+	return addr;
+}
+
+/* How many pages from @addr on are mapped by a pte of @kind. */
+static unsigned long mdk_count_pte_kind(struct kunit *test, unsigned long addr,
+					unsigned long npages,
+					enum mdk_pte_kind kind)
+{
+	unsigned long i, n = 0;
+
+	for (i = 0; i < npages; i++)
+		if (mdk_pte_at(test, mdk_page_addr(addr, i)).kind == kind)
+			n++;
+	return n;
+}
+
+/*
+ * A THP that ptes map is split when collected, as upstream does: each of
+ * its pages moves to the device and back on its own, data intact. 6.12
+ * left every page of it in system memory.
+ */
+static void migrate_vma_splits_pte_mapped_thp_to_move_it(struct kunit *test)
+{
+	struct mdk_device *dev = mdk_device(test, MDK_PRIVATE);
+	struct folio *thp;
+	unsigned long addr;
+
+	addr = mdk_map_pte_mapped_thp(test, &thp);
+	mdk_move_to_device(test, addr, HPAGE_PMD_NR, dev);
+	KUNIT_EXPECT_EQ(test, mdk_count_pte_kind(test, addr, HPAGE_PMD_NR,
+						 MDK_PTE_DEVICE_PRIVATE),
+			HPAGE_PMD_NR);
+
+	mdk_move_to_system(test, addr, HPAGE_PMD_NR,
+			   MIGRATE_VMA_SELECT_DEVICE_PRIVATE);
+	mdk_expect_pmd_back_in_system(test, dev, addr);
+}
+
+/*
+ * A THP that ptes map but that cannot be split, because somebody else holds
+ * a reference to it, stays where it is: whole, every page mapped by its pte
+ * as before, data intact.
+ */
+static void migrate_vma_leaves_pte_mapped_thp_it_cannot_split(struct kunit *test)
+{
+	struct mdk_migration *m;
+	unsigned long addr, i, moved = 0;
+	struct folio *thp;
+
+	addr = mdk_map_pte_mapped_thp(test, &thp);
+	folio_get(thp);
+	m = mdk_setup(test, addr, HPAGE_PMD_NR, MIGRATE_VMA_SELECT_SYSTEM,
+		      &mdk_owner);
+	KUNIT_EXPECT_EQ(test, m->args.cpages, 0);
+	KUNIT_EXPECT_EQ(test, mdk_count_migrating(m->args.src, HPAGE_PMD_NR),
+			0);
+	mdk_pages(test, m);
+	mdk_finalize(test, m);
+
+	KUNIT_EXPECT_EQ(test, folio_order(thp), HPAGE_PMD_ORDER);
+	for (i = 0; i < HPAGE_PMD_NR; i++)
+		if (mdk_page_at(test, mdk_page_addr(addr, i)) !=
+		    folio_page(thp, i))
+			moved++;
+	KUNIT_EXPECT_EQ(test, moved, 0);
+	KUNIT_EXPECT_EQ(test, mdk_count_bad_user_data(test, addr, HPAGE_PMD_NR),
+			0);
+	folio_put(thp);
+}
+
+/*
  * A new THP with the pattern of each address, moved whole to @dev: returns
  * its address and the device folio, mapped there by one PMD.
  */
@@ -3327,6 +3415,8 @@ static void mdk_skip_pmd_case(struct kunit *test)
 #define migrate_vma_splits_device_private_pmd_to_move_it	mdk_skip_pmd_case
 #define cpu_fault_on_device_private_pmd_brings_back_one_page	mdk_skip_pmd_case
 #define migrate_vma_compound_moves_thp_to_device_and_back	mdk_skip_pmd_case
+#define migrate_vma_splits_pte_mapped_thp_to_move_it	mdk_skip_pmd_case
+#define migrate_vma_leaves_pte_mapped_thp_it_cannot_split	mdk_skip_pmd_case
 #define cpu_fault_on_compound_migrated_thp_keeps_data	mdk_skip_pmd_case
 #define migrate_vma_compound_source_given_base_pages_splits_it	mdk_skip_pmd_case
 #define migrate_vma_compound_device_source_given_base_pages_splits_it	mdk_skip_pmd_case
@@ -3724,6 +3814,8 @@ static struct kunit_case migrate_device_test_cases[] = {
 	KUNIT_CASE(migrate_vma_splits_device_private_pmd_to_move_it),
 	KUNIT_CASE(cpu_fault_on_device_private_pmd_brings_back_one_page),
 	KUNIT_CASE(migrate_vma_compound_moves_thp_to_device_and_back),
+	KUNIT_CASE(migrate_vma_splits_pte_mapped_thp_to_move_it),
+	KUNIT_CASE(migrate_vma_leaves_pte_mapped_thp_it_cannot_split),
 	KUNIT_CASE(cpu_fault_on_compound_migrated_thp_keeps_data),
 	KUNIT_CASE(migrate_vma_compound_source_given_base_pages_splits_it),
 	KUNIT_CASE(migrate_vma_compound_device_source_given_base_pages_splits_it),
