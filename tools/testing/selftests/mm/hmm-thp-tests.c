@@ -5,7 +5,9 @@
  * device-private PMD afterwards (CPU fault, munmap of part, mremap, fork,
  * mprotect, MADV_FREE, eviction of the device's memory), with the data
  * checked at each step. A forked child that shares the buffer checks what
- * it sees of a migration the parent started.
+ * it sees of a migration the parent started. Large folios that ptes map (a
+ * THP that mremap() moved off a 2 MiB boundary, 64 KiB mTHPs) migrate too,
+ * split page by page.
  *
  * The driver migrates with MIGRATE_VMA_SELECT_COMPOUND; the snapshot tells
  * whether a PMD was mapped whole (HMM_DMIRROR_PROT_PMD). Where the kernel
@@ -130,6 +132,74 @@ static uint64_t pagemap_entry(int fd, const void *addr)
 #define PM_SWAP		BIT_ULL(62)
 #define PM_SWAP_OFFSET(pme)	(((pme) >> 5) & (BIT_ULL(50) - 1))
 
+#define MTHP_SIZE	(64UL << 10)
+#define MTHP_DIR	"/sys/kernel/mm/transparent_hugepage/hugepages-64kB/"
+
+static int open_mthp_knob(const char *name, int flags)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), MTHP_DIR "%s", name);
+	return open(path, flags);
+}
+
+/* Read the 64 KiB mTHP file @name into @buf; false if there is none. */
+static bool read_mthp_knob(const char *name, char *buf, size_t size)
+{
+	int fd = open_mthp_knob(name, O_RDONLY);
+	ssize_t n;
+
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, size - 1);
+	close(fd);
+	if (n < 0)
+		return false;
+	buf[n] = 0;
+	return true;
+}
+
+static bool write_mthp_knob(const char *name, const char *value)
+{
+	int fd = open_mthp_knob(name, O_WRONLY);
+	bool ok;
+
+	if (fd < 0)
+		return false;
+	ok = write(fd, value, strlen(value)) == (ssize_t)strlen(value);
+	close(fd);
+	return ok;
+}
+
+/*
+ * The selected word of the 64 KiB mTHP "enabled" setting, such as
+ * "never" out of "always inherit madvise [never]", into @word.
+ */
+static bool mthp_enabled(char *word, size_t size)
+{
+	char line[128], *left, *right;
+
+	if (!read_mthp_knob("enabled", line, sizeof(line)))
+		return false;
+	left = strchr(line, '[');
+	right = left ? strchr(left, ']') : NULL;
+	if (!right || (size_t)(right - left) > size)
+		return false;
+	*right = 0;
+	snprintf(word, size, "%s", left + 1);
+	return true;
+}
+
+/* How many 64 KiB mTHPs page faults have allocated so far. */
+static long mthp_fault_allocs(void)
+{
+	char line[32];
+
+	if (!read_mthp_knob("stats/anon_fault_alloc", line, sizeof(line)))
+		return -1;
+	return strtol(line, NULL, 10);
+}
+
 /* ---- the device ------------------------------------------------------- */
 
 FIXTURE(thp)
@@ -138,6 +208,7 @@ FIXTURE(thp)
 	unsigned long *buf;
 	unsigned long *copy;
 	unsigned char *prot;
+	char mthp_enabled[16];	/* the 64 KiB mTHP setting to restore */
 };
 
 FIXTURE_SETUP(thp)
@@ -156,6 +227,8 @@ FIXTURE_SETUP(thp)
 
 FIXTURE_TEARDOWN(thp)
 {
+	if (self->mthp_enabled[0])
+		write_mthp_knob("enabled", self->mthp_enabled);
 	munmap(self->buf, THP_SIZE);
 	free(self->copy);
 	free(self->prot);
@@ -450,6 +523,78 @@ TEST_F(thp, mremap_then_migrate_whole)
 	to_system(_metadata, self);
 	expect_in_system(_metadata, self, huge);
 	ASSERT_EQ(-1, first_bad(self->buf, 0, THP_SIZE / sizeof(long), 23));
+}
+
+/*
+ * A THP that mremap() moved a page past a 2 MiB boundary is mapped by
+ * ptes: collect splits it, and every page goes to the device and back on
+ * its own, data intact. 6.12 left all of them in system memory.
+ */
+TEST_F(thp, mremap_unaligned_then_migrate_page_by_page)
+{
+	unsigned long *moved;
+	char *area, *target;
+
+	fill(self->buf, THP_SIZE / sizeof(long), 25);
+	if (!starts_huge(_metadata, self))
+		SKIP(return, "no THP to move");
+	area = mmap(NULL, 2 * THP_SIZE, PROT_NONE,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, area);
+	target = (char *)(((unsigned long)area + THP_SIZE - 1) &
+			  ~(THP_SIZE - 1)) + page_size;
+	moved = mremap(self->buf, THP_SIZE, THP_SIZE,
+		       MREMAP_MAYMOVE | MREMAP_FIXED, target);
+	ASSERT_EQ((void *)target, moved);
+	self->buf = moved;
+	ASSERT_EQ(0, smaps_kb(self->buf, "AnonHugePages"));
+	ASSERT_EQ(THP_SIZE >> 10, smaps_kb(self->buf, "Rss"));
+
+	to_device(_metadata, self, 25);
+	expect_on_device(_metadata, self, false);
+	to_system(_metadata, self);
+	expect_split_in_system(_metadata, self);
+	ASSERT_EQ(-1, first_bad(self->buf, 0, THP_SIZE / sizeof(long), 25));
+}
+
+/*
+ * Memory backed by 64 KiB mTHPs, which ptes map, goes to the device and
+ * back page by page, data intact: collect splits each folio. 6.12 left
+ * all of it in system memory.
+ */
+TEST_F(thp, mthp_migrates_page_by_page)
+{
+	long allocs;
+	char *p, *start;
+
+	if (!mthp_enabled(self->mthp_enabled, sizeof(self->mthp_enabled)))
+		SKIP(return, "no 64 KiB mTHP setting");
+	ASSERT_TRUE(write_mthp_knob("enabled", "always"));
+
+	/*
+	 * 2 MiB starting 64 KiB past a 2 MiB boundary: no PMD fits in it,
+	 * so faults take 64 KiB folios.
+	 */
+	munmap(self->buf, THP_SIZE);
+	p = mmap(NULL, 2 * THP_SIZE, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	start = (char *)(((unsigned long)p + THP_SIZE - 1) &
+			 ~(THP_SIZE - 1)) + MTHP_SIZE;
+	munmap(p, start - p);
+	munmap(start + THP_SIZE, p + 2 * THP_SIZE - (start + THP_SIZE));
+	self->buf = (unsigned long *)start;
+
+	allocs = mthp_fault_allocs();
+	ASSERT_GE(allocs, 0);
+	fill(self->buf, THP_SIZE / sizeof(long), 26);
+	ASSERT_EQ(THP_SIZE / MTHP_SIZE, mthp_fault_allocs() - allocs);
+
+	to_device(_metadata, self, 26);
+	expect_on_device(_metadata, self, false);
+	to_system(_metadata, self);
+	expect_in_system(_metadata, self, false);
+	ASSERT_EQ(-1, first_bad(self->buf, 0, THP_SIZE / sizeof(long), 26));
 }
 
 /*
