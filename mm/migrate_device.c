@@ -1203,11 +1203,12 @@ static void migrate_remap(struct migrate_vma *migrate, bool failed_only)
 
 	for (i = 0; i < migrate->npages; i++) {
 		unsigned long mpfn = migrate->src[i];
+		/* migrate_device_range() backs out before there is any @dst. */
+		unsigned long dpfn = migrate->dst ? migrate->dst[i] : 0;
 
 		if (migrate_needs_remap(mpfn, failed_only))
 			migrate_remap_held(migrate_pfn_to_page(mpfn),
-					   migrate_final_page(mpfn,
-							      migrate->dst[i]));
+					   migrate_final_page(mpfn, dpfn));
 	}
 }
 

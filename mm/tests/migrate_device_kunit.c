@@ -1750,6 +1750,28 @@ static const struct {
 
 KUNIT_ARRAY_PARAM_DESC(mdk_busy_device, mdk_busy_device_cases, desc);
 
+/* Hold the device page @page, by its lock or a reference, as @how says. */
+static void mdk_hold_device_page(struct kunit *test, struct page *page,
+				 enum mdk_busy how)
+{
+	if (how == MDK_LOCKED) {
+		lock_page(page);
+		KUNIT_ASSERT_EQ(test, 0, kunit_add_action_or_reset(test, mdk_unlock_page,
+								   page));
+	} else {
+		get_page(page);
+		KUNIT_ASSERT_EQ(test, 0, kunit_add_action_or_reset(test, mdk_put_page,
+								   page));
+	}
+}
+
+static void mdk_release_device_page(struct kunit *test, struct page *page,
+				    enum mdk_busy how)
+{
+	kunit_release_action(test, how == MDK_LOCKED ? mdk_unlock_page :
+			     mdk_put_page, page);
+}
+
 /*
  * A device private page somebody else holds (a reference, or its lock)
  * stays on the device, mapped as before, while the rest of the range comes
@@ -1766,15 +1788,7 @@ static void migrate_vma_setup_leaves_busy_device_page_on_device(struct kunit *te
 	unsigned long addr, i;
 
 	addr = mdk_mmap_on_device(test, npages, dev, dpages);
-	if (p->how == MDK_LOCKED) {
-		lock_page(dpages[busy]);
-		KUNIT_ASSERT_EQ(test, 0, kunit_add_action_or_reset(test, mdk_unlock_page,
-								   dpages[busy]));
-	} else {
-		get_page(dpages[busy]);
-		KUNIT_ASSERT_EQ(test, 0, kunit_add_action_or_reset(test, mdk_put_page,
-								   dpages[busy]));
-	}
+	mdk_hold_device_page(test, dpages[busy], p->how);
 
 	m = mdk_setup(test, addr, npages, MIGRATE_VMA_SELECT_DEVICE_PRIVATE,
 		      &mdk_owner);
@@ -1790,8 +1804,7 @@ static void migrate_vma_setup_leaves_busy_device_page_on_device(struct kunit *te
 			spages[i] = mdk_give_vma_dst(test, m, i, NULL);
 	mdk_pages(test, m);
 	mdk_finalize(test, m);
-	kunit_release_action(test, p->how == MDK_LOCKED ? mdk_unlock_page :
-			     mdk_put_page, dpages[busy]);
+	mdk_release_device_page(test, dpages[busy], p->how);
 
 	for (i = 0; i < npages; i++) {
 		unsigned long a = mdk_page_addr(addr, i);
@@ -3551,10 +3564,16 @@ static void migrate_device_range_collects_used_pages_only(struct kunit *test)
 	mdk_expect_device_pages_freed(test);
 }
 
-/* A device page someone else holds locked is left mapped on the device. */
-static void migrate_device_range_skips_locked_page(struct kunit *test)
+/*
+ * A device page somebody else holds is left mapped on the device while the
+ * rest of the range migrates: a locked one is skipped at once, one with an
+ * extra reference is unmapped, found busy and mapped back, before the
+ * driver has given any destination.
+ */
+static void migrate_device_range_leaves_busy_page_on_device(struct kunit *test)
 {
-	const unsigned long npages = 4, locked = 2;
+	const typeof(mdk_busy_device_cases[0]) *p = test->param_value;
+	const unsigned long npages = 4, busy = 2;
 	struct mdk_device *dev = mdk_device(test, MDK_PRIVATE);
 	struct page *spages[4], *dpage;
 	unsigned long addr, first, pfns[4], i;
@@ -3562,27 +3581,25 @@ static void migrate_device_range_skips_locked_page(struct kunit *test)
 
 	addr = mdk_mmap(test, 4);
 	first = mdk_fragmented_device(test, dev, addr, pfns);
-	dpage = pfn_to_page(pfns[locked]);
-	lock_page(dpage);
-	KUNIT_ASSERT_EQ(test, 0,
-			kunit_add_action_or_reset(test, mdk_unlock_page, dpage));
+	dpage = pfn_to_page(pfns[busy]);
+	mdk_hold_device_page(test, dpage, p->how);
 
 	e = mdk_new_eviction(test, npages);
 	mdk_evict_range(test, e, first);
-	KUNIT_EXPECT_EQ(test, e->src[locked], 0);
+	KUNIT_EXPECT_EQ(test, e->src[busy], 0);
 	KUNIT_EXPECT_EQ(test, e->src[1], 0);
-	mdk_expect_maps(test, mdk_page_addr(addr, locked), dpage, 1);
+	mdk_expect_maps(test, mdk_page_addr(addr, busy), dpage, 1);
 	mdk_finish_eviction(test, e, spages);
-	kunit_release_action(test, mdk_unlock_page, dpage);
+	mdk_release_device_page(test, dpage, p->how);
 
-	mdk_expect_maps(test, mdk_page_addr(addr, locked), dpage, 1);
-	mdk_expect_page_data(test, dpage, mdk_seed(mdk_page_addr(addr, locked)));
+	mdk_expect_mapped_once(test, mdk_page_addr(addr, busy), dpage, 1);
+	mdk_expect_page_data(test, dpage, mdk_seed(mdk_page_addr(addr, busy)));
 	mdk_expect_mapped_once(test, addr, spages[0], 1);
 	mdk_expect_mapped_once(test, mdk_page_addr(addr, 3), spages[3], 1);
 	for (i = 0; i < 4; i++)
 		mdk_expect_user_data(test, mdk_page_addr(addr, i),
 				     mdk_seed(mdk_page_addr(addr, i)));
-	/* The fault of mdk_fragmented_device() and the one on the locked page. */
+	/* The fault of mdk_fragmented_device() and the one on the busy page. */
 	KUNIT_EXPECT_EQ(test, mdk_faults(test, dev), 2);
 	mdk_expect_device_pages_freed(test);
 }
@@ -3801,7 +3818,8 @@ static struct kunit_case migrate_device_test_cases[] = {
 	KUNIT_CASE(migrate_vma_keeps_read_only_mapping_read_only),
 	KUNIT_CASE(migrate_vma_notifies_migrate_event_with_owner),
 	KUNIT_CASE(migrate_device_range_collects_used_pages_only),
-	KUNIT_CASE(migrate_device_range_skips_locked_page),
+	KUNIT_CASE_PARAM(migrate_device_range_leaves_busy_page_on_device,
+			 mdk_busy_device_gen_params),
 	KUNIT_CASE(migrate_device_range_restores_pages_without_destination),
 	KUNIT_CASE(migrate_device_range_moves_device_thp_whole),
 	KUNIT_CASE(migrate_device_range_splits_device_thp_for_base_pages),
