@@ -3129,7 +3129,10 @@ static void migrate_vma_leaves_pte_mapped_thp_it_cannot_split(struct kunit *test
 	struct folio *thp;
 
 	addr = mdk_map_pte_mapped_thp(test, &thp);
-	folio_get(thp);
+	get_page(&thp->page);
+	KUNIT_ASSERT_EQ(test, 0,
+			kunit_add_action_or_reset(test, mdk_put_page,
+						  &thp->page));
 	m = mdk_setup(test, addr, HPAGE_PMD_NR, MIGRATE_VMA_SELECT_SYSTEM,
 		      &mdk_owner);
 	KUNIT_EXPECT_EQ(test, m->args.cpages, 0);
@@ -3146,7 +3149,7 @@ static void migrate_vma_leaves_pte_mapped_thp_it_cannot_split(struct kunit *test
 	KUNIT_EXPECT_EQ(test, moved, 0);
 	KUNIT_EXPECT_EQ(test, mdk_count_bad_user_data(test, addr, HPAGE_PMD_NR),
 			0);
-	folio_put(thp);
+	kunit_release_action(test, mdk_put_page, &thp->page);
 }
 
 /*
