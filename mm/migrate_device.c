@@ -445,14 +445,17 @@ static unsigned long migrate_check_private(struct migrate_collect *collect,
 
 /*
  * The engine moves base pages, or whole PMD-mapped folios: a large folio
- * that ptes map must be split first. Record it for migrate_collect_pmd(),
- * which splits it outside the page table lock, unless it already failed to
- * split once: then it stays where it is.
+ * that ptes map (a large device-private folio, an mTHP, a THP after a
+ * partial munmap(), mprotect() or mremap()) must be split first. Record it
+ * for migrate_collect_pmd(), which splits it outside the page table lock,
+ * unless it already failed to split once: then it stays where it is. Page
+ * cache folios are not split, as they cannot go to device memory anyway.
  */
 static bool migrate_wants_split(struct migrate_collect *collect,
 				struct folio *folio)
 {
-	if (likely(!folio_test_large(folio)) || folio == collect->unsplit)
+	if (likely(!folio_test_large(folio)) || !folio_test_anon(folio) ||
+	    folio == collect->unsplit)
 		return false;
 	collect->split = folio;
 	folio_get(folio);
@@ -487,13 +490,7 @@ static unsigned long migrate_collect_pte(struct migrate_collect *collect,
 		page = migrate_present_page(migrate, addr, pte);
 		if (!page)
 			return 0;
-		/*
-		 * An anonymous large folio mapped by ptes: an mTHP, or a THP
-		 * after a partial munmap(), mprotect() or mremap(). Page cache
-		 * folios cannot go to device memory, so they are not split.
-		 */
-		if (folio_test_anon(page_folio(page)) &&
-		    migrate_wants_split(collect, page_folio(page)))
+		if (migrate_wants_split(collect, page_folio(page)))
 			return 0;
 		/* Still to isolate from the LRU, or a coherent page to check. */
 		collect->unmap = true;
