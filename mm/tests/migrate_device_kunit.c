@@ -2772,6 +2772,16 @@ static unsigned long mdk_collect_system_pmd(struct kunit *test,
 }
 
 /*
+ * The process's anonymous RSS, exactly: get_mm_counter() leaves out what
+ * each CPU has not yet folded into the counter, and the case's kthread may
+ * have run on either CPU.
+ */
+static unsigned long mdk_anon_rss(void)
+{
+	return get_mm_counter_sum(current->mm, MM_ANONPAGES);
+}
+
+/*
  * A device-private PMD is neither a page table nor a bad PMD to the pte
  * walkers (migration that does not select device-private memory passes it
  * by), and munmap() gives its whole folio back to the driver and takes its
@@ -2784,7 +2794,7 @@ static void munmap_frees_folio_of_device_private_pmd(struct kunit *test)
 	struct folio *folio;
 
 	addr = mdk_map_new_device_pmd(test, dev, &folio);
-	rss = get_mm_counter(current->mm, MM_ANONPAGES);
+	rss = mdk_anon_rss();
 	KUNIT_EXPECT_GE(test, rss, HPAGE_PMD_NR);
 	KUNIT_EXPECT_EQ(test, mdk_collect_system_pmd(test, addr), 0);
 	KUNIT_EXPECT_TRUE(test, is_pmd_device_private_entry(mdk_pmd_at(test, addr)));
@@ -2792,7 +2802,7 @@ static void munmap_frees_folio_of_device_private_pmd(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, folio_ref_count(folio), 1);
 
 	KUNIT_EXPECT_EQ(test, vm_munmap(addr, PMD_SIZE), 0);
-	KUNIT_EXPECT_EQ(test, get_mm_counter(current->mm, MM_ANONPAGES),
+	KUNIT_EXPECT_EQ(test, mdk_anon_rss(),
 			rss - HPAGE_PMD_NR);
 	KUNIT_EXPECT_TRUE(test, pmd_none(mdk_pmd_at(test, addr)));
 	mdk_expect_device_pages_freed(test);
@@ -2829,7 +2839,7 @@ static void munmap_of_half_device_private_pmd_splits_it(struct kunit *test)
 	struct folio *folio;
 
 	addr = mdk_map_new_device_pmd(test, dev, &folio);
-	rss = get_mm_counter(current->mm, MM_ANONPAGES);
+	rss = mdk_anon_rss();
 	rest = mdk_page_addr(addr, half);
 
 	KUNIT_EXPECT_EQ(test, vm_munmap(addr, half * PAGE_SIZE), 0);
@@ -2843,11 +2853,11 @@ static void munmap_of_half_device_private_pmd_splits_it(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, folio_ref_count(folio), half);
 	KUNIT_EXPECT_TRUE(test, list_empty(&folio->_deferred_list));
 	KUNIT_EXPECT_EQ(test, READ_ONCE(dev->nr_free), 0);
-	KUNIT_EXPECT_EQ(test, get_mm_counter(current->mm, MM_ANONPAGES),
+	KUNIT_EXPECT_EQ(test, mdk_anon_rss(),
 			rss - half);
 
 	KUNIT_EXPECT_EQ(test, vm_munmap(rest, half * PAGE_SIZE), 0);
-	KUNIT_EXPECT_EQ(test, get_mm_counter(current->mm, MM_ANONPAGES),
+	KUNIT_EXPECT_EQ(test, mdk_anon_rss(),
 			rss - HPAGE_PMD_NR);
 	mdk_expect_device_pages_freed(test);
 }
