@@ -576,13 +576,13 @@ TEST_F(thp, mthp_migrates_page_by_page)
 	 * so faults take 64 KiB folios.
 	 */
 	munmap(self->buf, THP_SIZE);
-	p = mmap(NULL, 2 * THP_SIZE, PROT_READ | PROT_WRITE,
+	p = mmap(NULL, 3 * THP_SIZE, PROT_READ | PROT_WRITE,
 		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	ASSERT_NE(MAP_FAILED, p);
 	start = (char *)(((unsigned long)p + THP_SIZE - 1) &
 			 ~(THP_SIZE - 1)) + MTHP_SIZE;
 	munmap(p, start - p);
-	munmap(start + THP_SIZE, p + 2 * THP_SIZE - (start + THP_SIZE));
+	munmap(start + THP_SIZE, p + 3 * THP_SIZE - (start + THP_SIZE));
 	self->buf = (unsigned long *)start;
 
 	allocs = mthp_fault_allocs();
