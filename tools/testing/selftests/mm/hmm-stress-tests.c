@@ -6,10 +6,12 @@
  * hmm-tests.c checks one operation at a time. These tests run a migration
  * while something else uses the same pages: many CPU threads faulting one
  * device page, another device reading or writing, munmap, mprotect, fork.
- * A race that loses data, leaves a stale device mapping behind or never
- * settles shows up as a data mismatch, an unexpected ioctl result or a round
- * that misses its time bound; every round is bounded, so a livelock fails
- * the test instead of hanging the run.
+ * The munmap, mprotect and fork races also run on a THP, which the driver
+ * migrates whole, so that they split or copy PMDs mid-migration. A race
+ * that loses data, leaves a stale device mapping behind or never settles
+ * shows up as a data mismatch, an unexpected ioctl result or a round that
+ * misses its time bound; every round is bounded, so a livelock fails the
+ * test instead of hanging the run.
  *
  * Each variant opens two mirrors of the same type: the first migrates, the
  * second is another device using the same memory (or a child's own device).
@@ -155,6 +157,19 @@ static void *map_aligned(unsigned long size)
 		munmap(p, start - p);
 	munmap(start + size, p + size - start);
 	return start;
+}
+
+/* @npages pages: a THP-aligned, THP-advised mapping if @thp. */
+static unsigned long *map_buffer(unsigned long npages, bool thp)
+{
+	void *buf;
+
+	if (!thp)
+		return map_pages(npages);
+	buf = map_aligned(npages * page_size);
+	if (buf != MAP_FAILED)
+		madvise(buf, npages * page_size, MADV_HUGEPAGE);
+	return buf;
 }
 
 static double now(void)
@@ -852,6 +867,7 @@ struct page_range {
 
 struct munmap_test {
 	unsigned long *buf;
+	unsigned long npages;
 	unsigned long *bounce[2];
 	unsigned long seed;
 	int fd[2];
@@ -903,11 +919,11 @@ static void munmap_migrate(struct worker *w, struct munmap_test *t)
 	do {
 		gone = hole_is_gone(t);
 		ret = dmirror_cmd(t->fd[0], HMM_DMIRROR_MIGRATE_TO_DEV, t->buf,
-				  t->bounce[0], MUNMAP_PAGES, NULL);
+				  t->bounce[0], t->npages, NULL);
 		check_whole_buffer_cmd(w, "migrate to device", ret, gone,
 				       -EINVAL, -ENOENT);
 		ret = dmirror_cmd(t->fd[0], HMM_DMIRROR_MIGRATE_TO_SYS, t->buf,
-				  NULL, MUNMAP_PAGES, NULL);
+				  NULL, t->npages, NULL);
 		check_whole_buffer_cmd(w, "migrate to system", ret, gone,
 				       -EINVAL, -EINVAL);
 
@@ -941,10 +957,10 @@ static void munmap_device_read(struct worker *w, struct munmap_test *t)
 	do {
 		gone = hole_is_gone(t);
 		ret = dmirror_cmd(t->fd[1], HMM_DMIRROR_READ, t->buf,
-				  t->bounce[1], MUNMAP_PAGES, NULL);
+				  t->bounce[1], t->npages, NULL);
 		check_whole_buffer_cmd(w, "device read", ret, gone, -EFAULT, -EBUSY);
 		if (!ret) {
-			bad = first_bad(t->bounce[1], 0, MUNMAP_PAGES * words_per_page,
+			bad = first_bad(t->bounce[1], 0, t->npages * words_per_page,
 					t->seed, 0, SLOTS_IGNORED);
 			if (bad >= 0)
 				worker_fail(w, "device read word %ld wrong", bad);
@@ -1013,7 +1029,7 @@ static void *munmap_worker(void *arg)
 /* Round @round unmaps the middle, the first or the second half. */
 static void munmap_pick_hole(struct munmap_test *t, int round, bool whole)
 {
-	const unsigned long n = MUNMAP_PAGES;
+	const unsigned long n = t->npages;
 
 	t->nkeep = 0;
 	if (whole) {
@@ -1071,30 +1087,34 @@ static void munmap_check_after(struct __test_metadata *_metadata,
 }
 
 /*
- * munmap() of part or all of a device buffer while one device migrates it
- * back and forth and the other reads it. The round's munmap lands after 0,
- * 1 or 2 migration cycles, so it hits different phases of the migration.
+ * munmap() of part or all of a device buffer of @npages pages (a THP if
+ * @thp) while one device migrates it back and forth and the other reads it.
+ * The round's munmap lands after 0, 1 or 2 migration cycles, so it hits
+ * different phases of the migration. Returns in how many rounds the buffer
+ * was mapped by a PMD once on the device.
  */
-static void munmap_race(struct __test_metadata *_metadata, struct devices *dev,
-			bool whole)
+static int munmap_race(struct __test_metadata *_metadata, struct devices *dev,
+		       unsigned long npages, bool thp, bool whole)
 {
-	unsigned long nwords = MUNMAP_PAGES * words_per_page;
+	unsigned long nwords = npages * words_per_page;
 	double start, took, slowest = 0;
 	unsigned long migrations, reads;
 	struct munmap_test *t;
+	unsigned char prot;
 	struct crew crew;
-	int round, i;
+	int round, i, huge = 0;
 
 	t = calloc(1, sizeof(*t));
 	ASSERT_NE(NULL, t);
+	t->npages = npages;
 	for (i = 0; i < 2; i++) {
-		t->bounce[i] = map_pages(MUNMAP_PAGES);
+		t->bounce[i] = map_pages(npages);
 		ASSERT_NE(MAP_FAILED, t->bounce[i]);
 		t->fd[i] = dev->fd[i];
 	}
 
 	for (round = 0; round < MUNMAP_ROUNDS; round++) {
-		t->buf = map_pages(MUNMAP_PAGES);
+		t->buf = map_buffer(npages, thp);
 		ASSERT_NE(MAP_FAILED, t->buf);
 		t->seed = 400 + round;
 		t->unmapped = 0;
@@ -1103,7 +1123,11 @@ static void munmap_race(struct __test_metadata *_metadata, struct devices *dev,
 		munmap_pick_hole(t, round, whole);
 		fill(t->buf, nwords, t->seed);
 		migrate_to_device_checked(_metadata, dev->fd[0], t->buf,
-					  MUNMAP_PAGES, t->seed, dev->local);
+					  npages, t->seed, dev->local);
+		ASSERT_EQ(0, dmirror_cmd(dev->fd[0], HMM_DMIRROR_SNAPSHOT,
+					 t->buf, &prot, 1, NULL));
+		if (prot & HMM_DMIRROR_PROT_PMD)
+			huge++;
 
 		ASSERT_EQ(0, crew_start(&crew, whole ? 2 : 3, munmap_worker, t));
 		start = crew_release(&crew);
@@ -1130,17 +1154,44 @@ static void munmap_race(struct __test_metadata *_metadata, struct devices *dev,
 			munmap(page_addr(t, t->keep[i].first),
 			       t->keep[i].npages * page_size);
 	}
-	TH_LOG("%d rounds: slowest %.3f s", MUNMAP_ROUNDS, slowest);
+	TH_LOG("%d rounds (%d with a device PMD): slowest %.3f s",
+	       MUNMAP_ROUNDS, huge, slowest);
+	return huge;
 }
 
 TEST_F_TIMEOUT(stress, migrate_vs_munmap_part, TEST_BOUND_S)
 {
-	munmap_race(_metadata, &self->dev, false);
+	munmap_race(_metadata, &self->dev, MUNMAP_PAGES, false, false);
 }
 
 TEST_F_TIMEOUT(stress, migrate_vs_munmap_all, TEST_BOUND_S)
 {
-	munmap_race(_metadata, &self->dev, true);
+	munmap_race(_metadata, &self->dev, MUNMAP_PAGES, false, true);
+}
+
+/*
+ * The same with a THP that the driver migrates whole: a munmap() of half
+ * of it splits its PMD (a device-private PMD, a PMD migration entry or a
+ * THP, depending on the moment) while the migration walks, unmaps or maps
+ * it back. Device-private memory must have been mapped by a PMD, or the
+ * test would not test that; device-coherent memory migrates page by page.
+ */
+TEST_F_TIMEOUT(stress, migrate_vs_munmap_part_thp, TEST_BOUND_S)
+{
+	int huge = munmap_race(_metadata, &self->dev, THP_SIZE / page_size,
+			       true, false);
+
+	if (!self->dev.coherent)
+		ASSERT_EQ(MUNMAP_ROUNDS, huge);
+}
+
+TEST_F_TIMEOUT(stress, migrate_vs_munmap_all_thp, TEST_BOUND_S)
+{
+	int huge = munmap_race(_metadata, &self->dev, THP_SIZE / page_size,
+			       true, true);
+
+	if (!self->dev.coherent)
+		ASSERT_EQ(MUNMAP_ROUNDS, huge);
 }
 
 /* ---- 3. migration racing mprotect ------------------------------------- */
@@ -1159,12 +1210,15 @@ enum {
  */
 struct mprotect_test {
 	unsigned long *buf;
+	unsigned long npages;
 	unsigned long *bounce[2];
 	unsigned long seed;
 	int fd[2];
 	bool coherent;
 	/* Even page: value of word 0. Odd page: seed of its pattern. */
-	unsigned long last[MPROTECT_PAGES];
+	unsigned long *last;
+	/* For snapshots of the buffer. */
+	unsigned char *prot;
 	unsigned long migrations;
 	unsigned long cpu_writes, cpu_refused;
 	unsigned long device_writes, device_refused;
@@ -1184,7 +1238,7 @@ static long mprotect_first_bad(struct mprotect_test *t, const unsigned long *dat
 	unsigned long page, w0;
 	long bad;
 
-	for (page = 0; page < MPROTECT_PAGES; page++) {
+	for (page = 0; page < t->npages; page++) {
 		const unsigned long *p = data + page * words_per_page;
 
 		w0 = page * words_per_page;
@@ -1209,11 +1263,11 @@ static void mprot_migrate(struct worker *w, struct mprotect_test *t)
 
 	do {
 		ret = dmirror_cmd(t->fd[0], HMM_DMIRROR_MIGRATE_TO_DEV, t->buf,
-				  t->bounce[0], MPROTECT_PAGES, NULL);
+				  t->bounce[0], t->npages, NULL);
 		if (ret && ret != -ENOENT)
 			worker_fail(w, "migrate to device: %d", ret);
 		ret = dmirror_cmd(t->fd[0], HMM_DMIRROR_MIGRATE_TO_SYS, t->buf,
-				  NULL, MPROTECT_PAGES, NULL);
+				  NULL, t->npages, NULL);
 		if (ret)
 			worker_fail(w, "migrate to system: %d", ret);
 		count_up(&t->migrations);
@@ -1226,7 +1280,7 @@ static void mprot_migrate(struct worker *w, struct mprotect_test *t)
  */
 static void mprot_toggle(struct worker *w, struct mprotect_test *t)
 {
-	unsigned long half = MPROTECT_PAGES / 2 * page_size;
+	unsigned long half = t->npages / 2 * page_size;
 	char *start;
 	size_t len;
 	int i;
@@ -1261,7 +1315,7 @@ static void mprot_cpu_write(struct worker *w, struct mprotect_test *t)
 
 	do {
 		last_pass = crew_stopping(w->crew);
-		for (page = 0; page < MPROTECT_PAGES; page += 2) {
+		for (page = 0; page < t->npages; page += 2) {
 			unsigned long *word = mprot_page(t, page);
 
 			got = load_word(word);
@@ -1300,7 +1354,7 @@ static void mprot_device_write(struct worker *w, struct mprotect_test *t)
 
 	do {
 		last_pass = crew_stopping(w->crew);
-		for (page = 1; page < MPROTECT_PAGES; page += 2) {
+		for (page = 1; page < t->npages; page += 2) {
 			seed = t->seed + 1000 + ++gen;
 			for (i = 0; i < words_per_page; i++)
 				t->bounce[1][i] = pattern(seed, page * words_per_page + i);
@@ -1356,12 +1410,12 @@ static void *mprotect_worker(void *arg)
 static void mprotect_expect_read_only_on_device(struct __test_metadata *_metadata,
 						struct mprotect_test *t)
 {
-	unsigned char prot[MPROTECT_PAGES];
+	unsigned char *prot = t->prot;
 	unsigned long page;
 
 	ASSERT_EQ(0, dmirror_cmd(t->fd[0], HMM_DMIRROR_SNAPSHOT, t->buf, prot,
-				 MPROTECT_PAGES, NULL));
-	for (page = 0; page < MPROTECT_PAGES; page++) {
+				 t->npages, NULL));
+	for (page = 0; page < t->npages; page++) {
 		ASSERT_EQ(HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL,
 			  prot[page] & PROT_TYPE_MASK) {
 			TH_LOG("page %lu left the device: 0x%x", page, prot[page]);
@@ -1382,17 +1436,17 @@ static void mprotect_expect_read_only_on_device(struct __test_metadata *_metadat
 static void mprotect_check_settled(struct __test_metadata *_metadata,
 				   struct mprotect_test *t)
 {
-	unsigned long bytes = MPROTECT_PAGES * page_size;
+	unsigned long bytes = t->npages * page_size;
 	unsigned long cpages = 0, i;
 	long bad;
 	int dev;
 
 	/* Coherent pages the last racing migration left behind come back. */
 	ASSERT_EQ(0, dmirror_cmd(t->fd[0], HMM_DMIRROR_MIGRATE_TO_SYS, t->buf,
-				 NULL, MPROTECT_PAGES, NULL));
+				 NULL, t->npages, NULL));
 	ASSERT_EQ(0, dmirror_cmd(t->fd[0], HMM_DMIRROR_MIGRATE_TO_DEV, t->buf,
-				 t->bounce[0], MPROTECT_PAGES, &cpages));
-	ASSERT_EQ(MPROTECT_PAGES, cpages);
+				 t->bounce[0], t->npages, &cpages));
+	ASSERT_EQ(t->npages, cpages);
 	bad = mprotect_first_bad(t, t->bounce[0]);
 	ASSERT_EQ(-1, bad)
 		TH_LOG("device copy of word %ld is wrong", bad);
@@ -1429,37 +1483,48 @@ static void mprotect_check_settled(struct __test_metadata *_metadata,
 }
 
 /*
- * Migration to the device and back races mprotect() toggling the buffer
- * between read-only and read-write, while the CPU and the second device
- * write to it.
+ * Migration to the device and back of a buffer of @npages pages (a THP if
+ * @thp) races mprotect() toggling it between read-only and read-write,
+ * while the CPU and the second device write to it. Returns whether the
+ * buffer was mapped by a PMD once on the device.
  */
-TEST_F_TIMEOUT(stress, migrate_vs_mprotect, TEST_BOUND_S)
+static bool mprotect_race(struct __test_metadata *_metadata,
+			  struct devices *dev, unsigned long npages, bool thp)
 {
-	unsigned long nwords = MPROTECT_PAGES * words_per_page;
+	unsigned long nwords = npages * words_per_page;
 	struct mprotect_test *t;
 	unsigned long page;
 	struct crew crew;
 	double start;
+	bool huge;
 	long bad;
 	int i;
 
 	t = calloc(1, sizeof(*t));
 	ASSERT_NE(NULL, t);
-	t->buf = map_pages(MPROTECT_PAGES);
+	t->npages = npages;
+	t->last = calloc(npages, sizeof(*t->last));
+	ASSERT_NE(NULL, t->last);
+	t->prot = malloc(npages);
+	ASSERT_NE(NULL, t->prot);
+	t->buf = map_buffer(npages, thp);
 	ASSERT_NE(MAP_FAILED, t->buf);
 	for (i = 0; i < 2; i++) {
-		t->bounce[i] = map_pages(MPROTECT_PAGES);
+		t->bounce[i] = map_pages(npages);
 		ASSERT_NE(MAP_FAILED, t->bounce[i]);
-		t->fd[i] = self->dev.fd[i];
+		t->fd[i] = dev->fd[i];
 	}
 	t->seed = 500;
-	t->coherent = variant->coherent;
+	t->coherent = dev->coherent;
 	fill(t->buf, nwords, t->seed);
-	for (page = 0; page < MPROTECT_PAGES; page++)
+	for (page = 0; page < npages; page++)
 		t->last[page] = (page & 1) ? t->seed :
 			pattern(t->seed, page * words_per_page);
-	migrate_to_device_checked(_metadata, self->dev.fd[0], t->buf, MPROTECT_PAGES,
-				  t->seed, variant->local);
+	migrate_to_device_checked(_metadata, dev->fd[0], t->buf, npages,
+				  t->seed, dev->local);
+	ASSERT_EQ(0, dmirror_cmd(dev->fd[0], HMM_DMIRROR_SNAPSHOT, t->buf,
+				 t->prot, 1, NULL));
+	huge = t->prot[0] & HMM_DMIRROR_PROT_PMD;
 
 	ASSERT_EQ(0, crew_start(&crew, MPROT_THREADS, mprotect_worker, t));
 	start = crew_release(&crew);
@@ -1473,12 +1538,40 @@ TEST_F_TIMEOUT(stress, migrate_vs_mprotect, TEST_BOUND_S)
 	bad = mprotect_first_bad(t, t->buf);
 	ASSERT_EQ(-1, bad)
 		TH_LOG("word %ld: 0x%lx", bad, t->buf[bad]);
-	ASSERT_EQ(0, dmirror_cmd(self->dev.fd[0], HMM_DMIRROR_READ, t->buf,
-				 t->bounce[0], MPROTECT_PAGES, NULL));
+	ASSERT_EQ(0, dmirror_cmd(dev->fd[0], HMM_DMIRROR_READ, t->buf,
+				 t->bounce[0], npages, NULL));
 	bad = mprotect_first_bad(t, t->bounce[0]);
 	ASSERT_EQ(-1, bad)
 		TH_LOG("device read of word %ld is wrong", bad);
 	mprotect_check_settled(_metadata, t);
+	for (i = 0; i < 2; i++)
+		munmap(t->bounce[i], npages * page_size);
+	munmap(t->buf, npages * page_size);
+	free(t->prot);
+	free(t->last);
+	free(t);
+	return huge;
+}
+
+TEST_F_TIMEOUT(stress, migrate_vs_mprotect, TEST_BOUND_S)
+{
+	mprotect_race(_metadata, &self->dev, MPROTECT_PAGES, false);
+}
+
+/*
+ * The same with a THP that the driver migrates whole: an mprotect() of one
+ * half splits its PMD (a device-private PMD, a PMD migration entry or a
+ * THP) while the migration walks, unmaps or maps it back, and one of the
+ * whole buffer changes the protection of a PMD as it is. Device-private
+ * memory must have been mapped by a PMD, or the test would not test that.
+ */
+TEST_F_TIMEOUT(stress, migrate_vs_mprotect_thp, TEST_BOUND_S)
+{
+	bool huge = mprotect_race(_metadata, &self->dev, THP_SIZE / page_size,
+				  true);
+
+	if (!self->dev.coherent)
+		ASSERT_TRUE(huge);
 }
 
 /* ---- 4. migration racing fork ----------------------------------------- */
@@ -1696,18 +1789,6 @@ static int reap_children(pid_t *pids, int *status, int n, double deadline)
 }
 
 /* The buffer a round of fork_race() migrates: @npages pages, a THP if @thp. */
-static unsigned long *fork_buffer(unsigned long npages, bool thp)
-{
-	void *buf;
-
-	if (!thp)
-		return map_pages(npages);
-	buf = map_aligned(npages * page_size);
-	if (buf != MAP_FAILED)
-		madvise(buf, npages * page_size, MADV_HUGEPAGE);
-	return buf;
-}
-
 /*
  * fork() while the parent's buffer of @npages pages (a THP if @thp)
  * migrates to the device and back: the children inherit device entries,
@@ -1741,7 +1822,7 @@ static void fork_race(struct __test_metadata *_metadata, struct devices *dev,
 	device_path(path, sizeof(path), dev->unit[1]);
 
 	for (round = 0; round < FORK_ROUNDS; round++) {
-		t->buf = fork_buffer(npages, thp);
+		t->buf = map_buffer(npages, thp);
 		ASSERT_NE(MAP_FAILED, t->buf);
 		t->seed = 600 + round;
 		t->migrations = 0;
